@@ -1,0 +1,189 @@
+"""Configuration dataclasses, one per concern.
+
+Each field carries a comment saying what it is and why it has its default;
+``__post_init__`` validates and names the bad value. Every dataclass converts
+to and from plain dicts (``to_dict`` / ``from_dict``) so it can live in
+``aura_config.json`` and in the trainer's YAML/JSON config files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .errors import AuraError
+
+T = TypeVar("T", bound="_Config")
+
+
+class _Config:
+    """Dict round-trip shared by every config dataclass."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
+        data = dict(data or {})
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise AuraError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(names)}")
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name in data and isinstance(data[f.name], list):
+                data[f.name] = tuple(data[f.name])
+        return cls(**data)
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise AuraError(message)
+
+
+@dataclass
+class AudioConfig(_Config):
+    """Audio front-end: how a file becomes the log-mel frames the embedding reads.
+
+    Defaults are Whisper's, so the student hears exactly what a Whisper teacher hears:
+    16 kHz, a 25 ms window (n_fft = 400 samples) and a 10 ms hop (160 samples),
+    i.e. 100 mel frames per second.
+    """
+
+    sample_rate: int = 16000  # Hz; audio is resampled to this on load
+    n_mels: int = 80  # mel bands; must equal the teacher's feature size (80 or 128 for Whisper)
+    n_fft: int = 400  # STFT window in samples (25 ms at 16 kHz)
+    hop_length: int = 160  # STFT hop in samples (10 ms at 16 kHz -> 100 frames/s)
+    max_seconds: float = 30.0  # longer clips are refused (not split); Whisper's own window is 30 s
+    silence_peak: float = 1e-4  # a clip whose absolute peak is below this is "all silent" and refused
+
+    def __post_init__(self) -> None:
+        _check(self.sample_rate >= 8000, f"sample_rate must be >= 8000 Hz, got {self.sample_rate}")
+        _check(self.n_mels >= 8, f"n_mels must be >= 8, got {self.n_mels}")
+        _check(self.n_fft >= 16, f"n_fft must be >= 16, got {self.n_fft}")
+        _check(0 < self.hop_length <= self.n_fft, f"hop_length must be in (0, n_fft={self.n_fft}], got {self.hop_length}")
+        _check(self.max_seconds > 0, f"max_seconds must be > 0, got {self.max_seconds}")
+        _check(0 <= self.silence_peak < 1, f"silence_peak must be in [0, 1), got {self.silence_peak}")
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.sample_rate / self.hop_length
+
+
+@dataclass
+class EmbeddingConfig(_Config):
+    """AudioEmbedding shape: conv stem (100 Hz -> 50 Hz), frame stacking, projection to the LLM width."""
+
+    conv_channels: int = 256  # width of the two-layer conv stem; ~0.3M params at 80 mels
+    stack: int = 4  # consecutive 50 Hz frames concatenated into one audio token (4 -> 12.5 tokens/s)
+    mlp_hidden: int = 0  # 0: norm + one linear to the LLM width; > 0: a two-layer MLP with this hidden width
+    dropout: float = 0.0  # dropout on the stacked frames while training
+
+    def __post_init__(self) -> None:
+        _check(self.conv_channels >= 1, f"conv_channels must be >= 1, got {self.conv_channels}")
+        _check(1 <= self.stack <= 16, f"stack must be in [1, 16], got {self.stack}")
+        _check(self.mlp_hidden >= 0, f"mlp_hidden must be >= 0, got {self.mlp_hidden}")
+        _check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
+
+
+ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class LoraSettings(_Config):
+    """The LoRA adapter the distillation trains (mapped onto peft.LoraConfig)."""
+
+    r: int = 16  # rank of each low-rank update
+    alpha: int = 32  # scaling numerator: the update is scaled by alpha / r
+    dropout: float = 0.05  # dropout on the LoRA input while training
+    target_modules: tuple[str, ...] = ATTENTION_MODULES  # Linear layers that get an adapter, in every decoder layer
+    include_mlp: bool = False  # also adapt the MLP (gate/up/down); more capacity, ~3x the parameters
+
+    def __post_init__(self) -> None:
+        _check(self.r >= 1, f"LoRA r must be >= 1, got {self.r}")
+        _check(self.alpha > 0, f"LoRA alpha must be > 0, got {self.alpha}")
+        _check(0 <= self.dropout < 1, f"LoRA dropout must be in [0, 1), got {self.dropout}")
+        _check(len(self.target_modules) > 0, "LoRA target_modules must not be empty")
+
+    @property
+    def modules(self) -> list[str]:
+        mods = list(self.target_modules)
+        if self.include_mlp:
+            mods += [m for m in MLP_MODULES if m not in mods]
+        return mods
+
+
+QUANTIZATION_MODES = ("auto", "4bit", "8bit", "none")
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+@dataclass
+class RuntimeConfig(_Config):
+    """Where and how the base LLM runs."""
+
+    device: str = "auto"  # auto | cpu | cuda | cuda:N ; auto = first CUDA GPU if present, else CPU
+    quantization: str = "auto"  # auto | 4bit | 8bit | none ; auto = 4-bit NF4 on CUDA, none on CPU
+    compute_dtype: str = "auto"  # auto | float32 | bfloat16 | float16 ; auto = bf16/fp16 on CUDA, fp32 on CPU
+
+    def __post_init__(self) -> None:
+        _check(bool(_DEVICE_RE.match(self.device)), f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        _check(self.quantization in QUANTIZATION_MODES,
+               f"quantization must be one of {QUANTIZATION_MODES}, got {self.quantization!r}")
+        _check(self.compute_dtype in ("auto", "float32", "bfloat16", "float16"),
+               f"compute_dtype must be auto, float32, bfloat16 or float16, got {self.compute_dtype!r}")
+
+
+@dataclass
+class PromptConfig(_Config):
+    """How an audio turn is written into the chat template."""
+
+    placeholder: str = "<|audio|>"  # plain text in the user turn, expanded to T placeholder ids; never a new vocab entry
+    system_prompt: str = ""  # system turn; empty = none
+    audio_instruction: str = ""  # text put before the placeholder in the user turn, e.g. "Answer the request:"
+
+    def __post_init__(self) -> None:
+        _check(bool(self.placeholder.strip()), "placeholder must be non-empty text")
+
+
+@dataclass
+class GenerationSettings(_Config):
+    """Decoding of the answer."""
+
+    max_new_tokens: int = 128  # hard cap on the answer length in tokens
+    temperature: float = 0.0  # 0 = greedy (deterministic); > 0 samples
+    top_p: float = 1.0  # nucleus sampling mass when temperature > 0
+    seed: int | None = None  # sampling seed; None = nondeterministic
+
+    def __post_init__(self) -> None:
+        _check(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        _check(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}")
+        _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass
+class ModelConfig(_Config):
+    """Everything that defines an AuRA model apart from its weights (stored in aura_config.json)."""
+
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name).to_dict() for name in ("audio", "embedding", "lora", "prompt")}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "ModelConfig":
+        data = dict(data or {})
+        unknown = sorted(set(data) - {"audio", "embedding", "lora", "prompt"})
+        if unknown:
+            raise AuraError(f"ModelConfig: unknown section(s) {unknown}")
+        return cls(
+            audio=AudioConfig.from_dict(data.get("audio")),
+            embedding=EmbeddingConfig.from_dict(data.get("embedding")),
+            lora=LoraSettings.from_dict(data.get("lora")),
+            prompt=PromptConfig.from_dict(data.get("prompt")),
+        )
