@@ -1,0 +1,368 @@
+"""Distillation losses, as pure functions (no model loading, no I/O).
+
+Two signals teach the student (LLM + LoRA reading audio through the AudioEmbedding):
+
+* **Layer-wise alignment.** Student decoder layer ``s`` is paired with teacher encoder
+  layer ``t``. On the audio span, the student state goes through a training-only
+  linear head to the teacher width and is compared with the teacher state (time pooled
+  by ``stack`` to the student's audio-token rate): ``(1 - cosine) + beta * MSE`` on
+  layer-normalised features, averaged over real (unpadded) positions.
+* **Response distillation.** KL between the student's next-token distributions on the
+  response and those of the frozen base LLM reading the transcript (Hinton-style
+  temperature), optionally plus plain cross-entropy on the response tokens.
+
+Conventions used throughout:
+
+* Masks are ``torch.bool`` tensors, ``True`` = a real position that counts.
+  Padding positions never contribute, even when they hold garbage or NaN: every loss
+  selects with ``torch.where`` before doing any arithmetic.
+* Layer numbers are 1-based and index Hugging Face ``hidden_states`` directly
+  (``hidden_states[0]`` is the embedding output, ``hidden_states[k]`` the output of layer k).
+* Losses are computed in float32 whatever the input dtype (bf16/fp16 on GPU) and
+  return a 0-dim tensor.
+* Teacher tensors are targets: they are detached, no gradient flows into them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import _check, _Config
+from .errors import AuraError
+
+LayerMap = list[tuple[int, int]]
+
+# Names of the terms total_loss() combines, and the config weight of each.
+LOSS_TERMS = ("layer", "kl", "ce")
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _normalise_layer_map(layer_map: Any) -> tuple[tuple[int, int], ...]:
+    """Sequence of pairs (tuples or JSON lists) -> tuple of (student, teacher) int tuples.
+
+    Checks only what needs no model: the shape of each pair and indices >= 1.
+    """
+    if isinstance(layer_map, (str, bytes)) or not isinstance(layer_map, Sequence):
+        raise AuraError(f"layer_map must be a list of [student_layer, teacher_layer] pairs, got {layer_map!r}")
+    if len(layer_map) == 0:
+        raise AuraError("layer_map must not be empty; use null/None for the default map")
+    pairs = []
+    for pair in layer_map:
+        if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise AuraError(f"layer_map entry must be a [student_layer, teacher_layer] pair, got {pair!r}")
+        s, t = pair
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in (s, t)):
+            raise AuraError(f"layer_map entry must hold two integers, got {pair!r}")
+        if s < 1 or t < 1:
+            raise AuraError(
+                f"layer_map entry {pair!r}: layer indices are 1-based (0 is the embedding output), must be >= 1"
+            )
+        pairs.append((s, t))
+    return tuple(pairs)
+
+
+@dataclass
+class DistillConfig(_Config):
+    """Distillation objective: which terms count, how much, and which layers are paired.
+
+    Total loss = w_layer * mean_k L_layer(k) + w_kl * KL + w_ce * CE; a weight of 0
+    switches its term off (it is then not even computed), which is how ablations run.
+    """
+
+    w_layer: float = 1.0  # weight of the layer-wise alignment loss (mean over layer pairs)
+    w_kl: float = 1.0  # weight of the response KL against the base LLM reading the transcript
+    w_ce: float = 0.0  # weight of plain cross-entropy on the response tokens; off by default (KL carries more)
+    beta: float = 1.0  # weight of the MSE inside each layer loss, next to (1 - cosine)
+    kl_temperature: float = 2.0  # softens both distributions in the KL; ~2 passes on the teacher's "dark knowledge"
+    # (student_layer, teacher_layer) pairs, 1-based hidden_states indices; None = default_layer_map()
+    layer_map: tuple[tuple[int, int], ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("w_layer", "w_kl", "w_ce"):
+            w = getattr(self, name)
+            _check(isinstance(w, (int, float)) and math.isfinite(w) and w >= 0,
+                   f"{name} must be a finite number >= 0, got {w!r}")
+        _check(self.w_layer > 0 or self.w_kl > 0 or self.w_ce > 0,
+               "at least one of w_layer, w_kl, w_ce must be > 0, got all zero")
+        _check(isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta >= 0,
+               f"beta must be a finite number >= 0, got {self.beta!r}")
+        _check(isinstance(self.kl_temperature, (int, float)) and math.isfinite(self.kl_temperature)
+               and self.kl_temperature > 0,
+               f"kl_temperature must be > 0, got {self.kl_temperature!r}")
+        if self.layer_map is not None:
+            # Accepts JSON's list of lists as well as tuples; stored as a tuple of tuples.
+            self.layer_map = _normalise_layer_map(self.layer_map)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if self.layer_map is not None:
+            out["layer_map"] = [list(pair) for pair in self.layer_map]  # plain JSON: list of lists
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "DistillConfig":
+        # The base class turns top-level lists into tuples; __post_init__ then normalises
+        # the inner [s, t] lists, so a JSON layer_map round-trips.
+        return super().from_dict(data)
+
+    def weight(self, term: str) -> float:
+        """Config weight of one of LOSS_TERMS."""
+        if term not in LOSS_TERMS:
+            raise ValueError(f"unknown loss term {term!r}; known: {LOSS_TERMS}")
+        return float(getattr(self, f"w_{term}"))
+
+    def resolve_layer_map(self, n_student_layers: int, n_teacher_layers: int) -> LayerMap:
+        """The map training uses: the configured one verbatim (after validation), else the default."""
+        if self.layer_map is None:
+            return default_layer_map(n_student_layers, n_teacher_layers)
+        return validate_layer_map(self.layer_map, n_student_layers, n_teacher_layers)
+
+
+# ----------------------------------------------------------------------- layer map
+
+
+def default_layer_map(n_student_layers: int, n_teacher_layers: int) -> LayerMap:
+    """Pair the first K student layers with K teacher layers, monotonically and evenly.
+
+    K = min(n_teacher, n_student // 2), at least 1: the lower half of the LLM learns to
+    hear, the upper half keeps reasoning. Student layer k (1..K) is paired with teacher
+    layer t_k = round(k * n_teacher / K), rounded half up, so the last pair ends at the
+    teacher's top layer. Because n_teacher / K >= 1, the t_k are strictly increasing
+    and lie in 1..n_teacher.
+
+    Examples: (8, 4) -> [(1,1),(2,2),(3,3),(4,4)]; (4, 6) -> [(1,3),(2,6)].
+    """
+    for name, n in (("n_student_layers", n_student_layers), ("n_teacher_layers", n_teacher_layers)):
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise AuraError(f"{name} must be an integer >= 1, got {n!r}")
+    k_pairs = max(1, min(n_teacher_layers, n_student_layers // 2))
+    # Integer form of floor(k * n / K + 1/2): exact, no float or banker's rounding.
+    return [(k, (2 * k * n_teacher_layers + k_pairs) // (2 * k_pairs)) for k in range(1, k_pairs + 1)]
+
+
+def validate_layer_map(layer_map: Any, n_student_layers: int, n_teacher_layers: int) -> LayerMap:
+    """Check a configured map against the two models; return it as a list of int pairs.
+
+    Student indices must lie in 1..n_student_layers, teacher indices in 1..n_teacher_layers
+    (1-based hidden_states indices), and no pair may repeat. The order is kept verbatim.
+    """
+    pairs = _normalise_layer_map(layer_map)
+    seen: set[tuple[int, int]] = set()
+    for s, t in pairs:
+        if s > n_student_layers:
+            raise AuraError(
+                f"layer_map pair ({s}, {t}): student layer {s} is out of range, "
+                f"the student LLM has {n_student_layers} layers (valid: 1..{n_student_layers})"
+            )
+        if t > n_teacher_layers:
+            raise AuraError(
+                f"layer_map pair ({s}, {t}): teacher layer {t} is out of range, "
+                f"the teacher encoder has {n_teacher_layers} layers (valid: 1..{n_teacher_layers})"
+            )
+        if (s, t) in seen:
+            raise AuraError(f"layer_map pair ({s}, {t}) appears more than once")
+        seen.add((s, t))
+    return list(pairs)
+
+
+# --------------------------------------------------------------------- time pooling
+
+
+def pool_time(x: Tensor, mask: Tensor, stack: int) -> tuple[Tensor, Tensor]:
+    """Average groups of ``stack`` consecutive frames, counting only valid frames.
+
+    Brings the teacher (50 Hz for a Whisper encoder) to the student's audio-token rate
+    (50 / stack Hz). T is padded up to a multiple of ``stack``, so the output has
+    ceil(T / stack) positions; a group with no valid frame is all zeros and masked out.
+
+    x: (B, T, D), mask: (B, T) bool  ->  pooled: (B, ceil(T/stack), D), pooled_mask: (B, ceil(T/stack)) bool
+    """
+    if stack < 1:
+        raise ValueError(f"stack must be >= 1, got {stack}")
+    _check_mask(mask, x.shape[:2], "mask")
+    b, t, d = x.shape
+    n_groups = -(-t // stack)
+    pad = n_groups * stack - t
+    x = torch.where(mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))  # NaN-safe
+    if pad:
+        x = F.pad(x, (0, 0, 0, pad))
+        mask = F.pad(mask, (0, pad), value=False)
+    x = x.reshape(b, n_groups, stack, d)  # (B, T', stack, D)
+    counts = mask.reshape(b, n_groups, stack).sum(-1)  # (B, T') valid frames per group
+    pooled = x.sum(2) / counts.clamp(min=1).unsqueeze(-1).to(x.dtype)  # (B, T', D)
+    return pooled, counts > 0
+
+
+# ------------------------------------------------------------------ layer alignment
+
+
+def layer_alignment_loss(student: Tensor, teacher: Tensor, mask: Tensor, beta: float) -> Tensor:
+    """(1 - cosine) + beta * MSE between layer-normalised features, mean over valid positions.
+
+    ``student`` is already projected to the teacher width. Both sides are normalised over D
+    (F.layer_norm, no affine) so the loss compares shape, not scale: LLM hidden states carry
+    a few huge outlier dimensions that would otherwise dominate the MSE.
+    With no valid position at all the loss is 0 (still attached to the graph).
+
+    student: (B, T, D), teacher: (B, T, D), mask: (B, T) bool  ->  scalar
+    """
+    if student.shape != teacher.shape:
+        raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} shapes differ")
+    _check_mask(mask, student.shape[:2], "mask")
+    valid = mask.unsqueeze(-1)  # (B, T, 1)
+    zero = torch.zeros((), dtype=torch.float32, device=student.device)
+    s = torch.where(valid, student.float(), zero)  # (B, T, D); padding -> 0 before any arithmetic
+    t = torch.where(valid, teacher.detach().float(), zero)
+    d = s.shape[-1]
+    s = F.layer_norm(s, (d,))
+    t = F.layer_norm(t, (d,))
+    cos = F.cosine_similarity(s, t, dim=-1, eps=1e-8)  # (B, T)
+    mse = (s - t).pow(2).mean(-1)  # (B, T)
+    per_pos = torch.where(mask, (1.0 - cos) + beta * mse, zero)  # (B, T)
+    return per_pos.sum() / mask.sum().clamp(min=1)
+
+
+class ProjectionHeads(nn.Module):
+    """Training-only linear heads, one per layer pair: student width -> teacher width.
+
+    Discarded after training (never saved in the adapter bundle). Xavier-uniform weights
+    keep the output scale close to the input's whatever the two widths; zero biases.
+    Inputs are cast to the heads' dtype, so a bf16/fp16 student works with fp32 heads.
+    """
+
+    def __init__(self, layer_map: Sequence[tuple[int, int]], student_dim: int, teacher_dim: int) -> None:
+        super().__init__()
+        if student_dim < 1 or teacher_dim < 1:
+            raise ValueError(f"widths must be >= 1, got student_dim={student_dim}, teacher_dim={teacher_dim}")
+        self.layer_map: LayerMap = list(_normalise_layer_map(layer_map))
+        self.student_dim = student_dim
+        self.teacher_dim = teacher_dim
+        self.heads = nn.ModuleList(nn.Linear(student_dim, teacher_dim) for _ in self.layer_map)
+        for head in self.heads:
+            nn.init.xavier_uniform_(head.weight)
+            nn.init.zeros_(head.bias)
+
+    def forward(self, student_states: Sequence[Tensor]) -> list[Tensor]:
+        """student_states: one (B, T, Ds) per pair, in layer_map order -> one (B, T, Dt) per pair."""
+        if len(student_states) != len(self.heads):
+            raise ValueError(
+                f"expected {len(self.heads)} student states (one per layer pair), got {len(student_states)}"
+            )
+        return [head(x.to(head.weight.dtype)) for head, x in zip(self.heads, student_states)]
+
+
+def layerwise_loss(
+    student_states: Sequence[Tensor],
+    teacher_states: Sequence[Tensor],
+    heads: ProjectionHeads,
+    mask: Tensor,
+    beta: float,
+) -> tuple[Tensor, list[Tensor]]:
+    """Mean over layer pairs of layer_alignment_loss(head_k(student_k), teacher_k).
+
+    The caller selects and aligns the states, in ``heads.layer_map`` order:
+      student_states[k] = student hidden_states[s_k] restricted to the audio span: (B, T, Ds)
+      teacher_states[k] = pool_time(teacher hidden_states[t_k], ...)[0], cut to the same T: (B, T, Dt)
+      mask = student span mask AND pooled teacher mask: (B, T) bool
+    Returns (total, per_pair): total is the 0-dim mean; per_pair the K unweighted
+    0-dim losses (still attached; call .item() to log them).
+    """
+    if len(teacher_states) != len(student_states):
+        raise ValueError(f"{len(student_states)} student states but {len(teacher_states)} teacher states")
+    projected = heads(student_states)
+    per_pair = [layer_alignment_loss(s, t, mask, beta) for s, t in zip(projected, teacher_states)]
+    return torch.stack(per_pair).mean(), per_pair
+
+
+# ------------------------------------------------------------ response distillation
+
+
+def response_kl(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor, temperature: float) -> Tensor:
+    """KL(teacher || student) of temperature-softened next-token distributions, times T^2.
+
+    The T^2 factor (Hinton et al.) keeps the gradient scale independent of the temperature.
+    Both logit tensors are aligned position by position on the response tokens: the caller
+    gathers them from the student's sequence (audio prompt) and the base LLM's sequence
+    (transcript prompt), whose prefixes differ in length. Mean over valid tokens; the
+    teacher logits are detached.
+
+    student_logits: (B, L, V), teacher_logits: (B, L, V), mask: (B, L) bool  ->  scalar
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student logits {tuple(student_logits.shape)} and teacher logits {tuple(teacher_logits.shape)} differ"
+        )
+    _check_mask(mask, student_logits.shape[:2], "mask")
+    valid = mask.unsqueeze(-1)  # (B, L, 1)
+    zero = torch.zeros((), dtype=torch.float32, device=student_logits.device)
+    s = torch.where(valid, student_logits.float(), zero) / temperature  # (B, L, V)
+    t = torch.where(valid, teacher_logits.detach().float(), zero) / temperature
+    log_p_s = F.log_softmax(s, dim=-1)
+    log_p_t = F.log_softmax(t, dim=-1)
+    p_t = log_p_t.exp()
+    # Where the teacher gives a token zero mass (e.g. -inf logits) its term is 0, not 0 * inf = NaN.
+    kl = torch.where(p_t > 0, p_t * (log_p_t - log_p_s), zero).sum(-1)  # (B, L)
+    kl = torch.where(mask, kl, zero)
+    return kl.sum() / mask.sum().clamp(min=1) * temperature**2
+
+
+def response_ce(logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
+    """Cross-entropy of the response tokens, mean over valid positions.
+
+    Already aligned: ``logits[:, i]`` predicts ``labels[:, i]``; the caller does the usual
+    next-token shift (logits[:, :-1] vs input_ids[:, 1:]). Labels outside the mask may hold
+    anything (e.g. -100).
+
+    logits: (B, L, V), labels: (B, L) long, mask: (B, L) bool  ->  scalar
+    """
+    if logits.shape[:2] != labels.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} are not aligned")
+    _check_mask(mask, labels.shape, "mask")
+    zero = torch.zeros((), dtype=torch.float32, device=logits.device)
+    x = torch.where(mask.unsqueeze(-1), logits.float(), zero)  # (B, L, V)
+    y = torch.where(mask, labels, torch.zeros_like(labels))  # (B, L)
+    ce = F.cross_entropy(x.flatten(0, 1), y.flatten(), reduction="none").view_as(y)  # (B, L)
+    return torch.where(mask, ce, zero).sum() / mask.sum().clamp(min=1)
+
+
+# -------------------------------------------------------------------------- total
+
+
+def total_loss(terms: dict[str, Tensor], cfg: DistillConfig) -> Tensor:
+    """w_layer * terms["layer"] + w_kl * terms["kl"] + w_ce * terms["ce"].
+
+    Terms whose weight is 0 are skipped, not multiplied by 0, so an uncomputed or NaN
+    term cannot poison the sum; a term with a non-zero weight must be present.
+    """
+    unknown = sorted(set(terms) - set(LOSS_TERMS))
+    if unknown:
+        raise ValueError(f"unknown loss term(s) {unknown}; known: {LOSS_TERMS}")
+    total: Tensor | None = None
+    for name in LOSS_TERMS:
+        w = cfg.weight(name)
+        if w == 0:
+            continue
+        if name not in terms:
+            raise ValueError(f"loss term {name!r} has weight w_{name}={w} but was not computed")
+        part = w * terms[name]
+        total = part if total is None else total + part
+    assert total is not None  # DistillConfig guarantees at least one non-zero weight
+    return total
+
+
+def _check_mask(mask: Tensor, shape: Sequence[int], name: str) -> None:
+    if mask.dtype != torch.bool:
+        raise ValueError(f"{name} must be a bool tensor (True = valid), got {mask.dtype}")
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(mask.shape)}, expected {tuple(shape)}")
