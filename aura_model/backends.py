@@ -1,0 +1,110 @@
+"""Device, dtype and quantization choice. bitsandbytes is imported lazily, only when used.
+
+A CPU-only or macOS install without bitsandbytes imports and runs everything unquantized.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from .config import RuntimeConfig
+from .errors import AuraError
+
+
+@functools.lru_cache(maxsize=1)
+def bitsandbytes_available() -> bool:
+    """True when bitsandbytes is installed and imports (it can be installed but broken)."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return False
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception:  # a broken native library must not take the app down
+        return False
+    return True
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+@dataclass
+class Resolved:
+    """A RuntimeConfig after looking at the machine."""
+
+    device: torch.device  # where the LLM and the embedding run
+    quantization: str  # 4bit | 8bit | none
+    dtype: torch.dtype  # compute dtype of the unquantized parts
+    notices: list[str] = field(default_factory=list)  # things the user should be told (fallbacks)
+
+
+def resolve(runtime: RuntimeConfig | None = None) -> Resolved:
+    """Pick device, quantization and dtype; fall back (with a notice) rather than fail where sensible."""
+    runtime = runtime or RuntimeConfig()
+    notices: list[str] = []
+    spec = runtime.device
+    if spec == "auto":
+        spec = "cuda" if cuda_available() else "cpu"
+    elif spec.startswith("cuda") and not cuda_available():
+        notices.append(f"CUDA is not available on this machine; running on the CPU instead of {runtime.device}")
+        spec = "cpu"
+    device = torch.device(spec)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise AuraError(f"device {spec} does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+
+    quant = runtime.quantization
+    if quant == "auto":
+        quant = "4bit" if device.type == "cuda" else "none"
+        if quant == "4bit" and not bitsandbytes_available():
+            notices.append("bitsandbytes is not installed; loading the LLM unquantized (pip install bitsandbytes)")
+            quant = "none"
+    elif quant in ("4bit", "8bit") and not bitsandbytes_available():
+        raise AuraError(f"quantization {quant} needs bitsandbytes: pip install bitsandbytes (or choose quantization none)")
+
+    if runtime.compute_dtype != "auto":
+        dtype = getattr(torch, runtime.compute_dtype)
+    elif device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        dtype = torch.float32
+    return Resolved(device, quant, dtype, notices)
+
+
+def quantization_config(resolved: Resolved):
+    """A transformers BitsAndBytesConfig for the resolved mode, or None."""
+    if resolved.quantization == "none":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if resolved.quantization == "4bit":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",  # NF4 + double quantization: QLoRA's recipe
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=resolved.dtype,
+        )
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def device_name(device: torch.device) -> str:
+    """What the status bar shows: the GPU's name or 'CPU'."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+def memory_in_use(device: torch.device) -> int:
+    """Bytes in use: allocated VRAM on CUDA, this process's resident memory otherwise."""
+    if device.type == "cuda":
+        return int(torch.cuda.memory_allocated(device))
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024

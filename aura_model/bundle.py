@@ -1,0 +1,291 @@
+"""The adapter bundle: the one place weights touch the disk (safetensors only, never pickle).
+
+Layout (DESIGN.md section 2)::
+
+    bundle/
+      aura_config.json             format version, base LLM id + fingerprint, teacher, audio/embedding/prompt config, training summary
+      adapter_model.safetensors    the LoRA, in PEFT's own format
+      adapter_config.json
+      audio_embedding.safetensors
+      tokenizer/                   the tokenizer (with its chat template) the adapter was trained with
+      base/                        optional: the base LLM itself (the demo bundle carries it)
+      teacher/                     optional: the teacher ASR model
+      README.md                    optional model card
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import backends
+from .config import ModelConfig, RuntimeConfig
+from .embedding import AudioEmbedding
+from .errors import AuraError
+from .model import AuraModel
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "aura_config.json"
+EMBEDDING_NAME = "audio_embedding.safetensors"
+ADAPTER_NAME = "adapter_model.safetensors"
+FINGERPRINT_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")
+WEIGHT_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
+
+
+# ---------------------------------------------------------------------- fingerprints
+def fingerprint(llm_config) -> dict[str, Any]:
+    """What must match between a bundle and the base LLM it is loaded onto."""
+    text_config = llm_config.get_text_config() if hasattr(llm_config, "get_text_config") else llm_config
+    return {k: getattr(text_config, k, None) for k in FINGERPRINT_KEYS}
+
+
+def check_fingerprint(expected: dict[str, Any], actual: dict[str, Any], bundle_base: str, actual_base: str) -> None:
+    diffs = [f"{k} {expected.get(k)} vs {actual.get(k)}" for k in FINGERPRINT_KEYS if expected.get(k) != actual.get(k)]
+    if diffs:
+        raise AuraError(
+            f"the adapter was made for base model {bundle_base!r} but {actual_base!r} differs ({', '.join(diffs)}); "
+            "use the base model the bundle was trained on"
+        )
+
+
+# ---------------------------------------------------------------------- base model
+def _hf_error(what: str, ref: str, exc: Exception) -> AuraError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    hint = "" if Path(ref).exists() else " (not a local folder; as a hub id it needs the network or the Hugging Face cache)"
+    return AuraError(f"cannot load {what} {ref!r}{hint}: {first}")
+
+
+def load_llm_config(ref: str | Path, trust_remote_code: bool = False):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(ref), trust_remote_code=trust_remote_code)
+    except Exception as exc:  # OSError, ValueError, EnvironmentError from the hub client
+        raise _hf_error("base model", str(ref), exc) from exc
+
+
+def load_tokenizer(ref: str | Path, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(ref), trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        raise _hf_error("tokenizer", str(ref), exc) from exc
+
+
+def load_llm(ref: str | Path, resolved: backends.Resolved, trust_remote_code: bool = False):
+    """A frozen causal LM from a hub id or a local folder, on the resolved device, quantized as resolved."""
+    from transformers import AutoModelForCausalLM
+
+    quant = backends.quantization_config(resolved)
+    kwargs: dict[str, Any] = dict(dtype=resolved.dtype, use_safetensors=True, trust_remote_code=trust_remote_code)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": str(resolved.device)}
+    try:
+        llm = AutoModelForCausalLM.from_pretrained(str(ref), **kwargs)
+    except Exception as exc:
+        raise _hf_error("base model", str(ref), exc) from exc
+    if quant is None:
+        llm.to(resolved.device)
+    llm.eval()
+    for p in llm.parameters():
+        p.requires_grad_(False)
+    return llm
+
+
+# ---------------------------------------------------------------------- bundle metadata
+def read_bundle_config(bundle_dir: str | Path) -> dict[str, Any]:
+    bundle_dir = Path(bundle_dir)
+    if not bundle_dir.is_dir():
+        raise AuraError(f"bundle {str(bundle_dir)!r} does not exist or is not a folder")
+    path = bundle_dir / CONFIG_NAME
+    if not path.is_file():
+        raise AuraError(f"{str(bundle_dir)!r} is not an AuRA bundle: {CONFIG_NAME} is missing")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise AuraError(f"{path} is unreadable: {exc}") from exc
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise AuraError(f"{path} has format_version {version!r}; this version of AuRA reads format {FORMAT_VERSION}")
+    for key in ("base", "model"):
+        if key not in meta:
+            raise AuraError(f"{path} lacks the {key!r} section")
+    return meta
+
+
+def bundle_base_ref(bundle_dir: Path, meta: dict[str, Any]) -> str:
+    """The base LLM a bundle names: its own copy under base/ if it carries one, else the recorded id/path."""
+    if (bundle_dir / "base" / "config.json").is_file():
+        return str(bundle_dir / "base")
+    return str(meta["base"]["id"])
+
+
+def bundle_info(bundle_dir: str | Path) -> dict[str, Any]:
+    """A summary of a bundle for `aura info` (reads metadata and tensor headers only)."""
+    bundle_dir = Path(bundle_dir)
+    meta = read_bundle_config(bundle_dir)
+    files = {}
+    for p in sorted(bundle_dir.rglob("*")):
+        if p.is_file():
+            files[str(p.relative_to(bundle_dir))] = p.stat().st_size
+    trainable = 0
+    for name in (EMBEDDING_NAME, ADAPTER_NAME):
+        if (bundle_dir / name).is_file():
+            trainable += sum(t.numel() for t in load_file(str(bundle_dir / name)).values())
+    return {
+        "bundle": str(bundle_dir),
+        "base": meta["base"],
+        "base_source": bundle_base_ref(bundle_dir, meta),
+        "teacher": meta.get("teacher"),
+        "model": meta["model"],
+        "embedding_shape": meta.get("embedding_shape"),
+        "adapter_and_embedding_parameters": trainable,
+        "training": meta.get("training"),
+        "metrics": meta.get("metrics"),
+        "files": files,
+        "total_bytes": sum(files.values()),
+    }
+
+
+# ---------------------------------------------------------------------- save
+def _atomic_dir(final: Path):
+    """A temp folder beside ``final``; ``commit()`` swaps it into place, so a crash never leaves half a bundle."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+
+    def commit() -> None:
+        old = None
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    return tmp, commit
+
+
+def copy_model_files(src: str | Path, dst: Path) -> None:
+    """Copy a local model folder's config, safetensors weights and tokenizer files (no pickles)."""
+    src = Path(src)
+    if not src.is_dir():
+        raise AuraError(f"cannot copy model files: {str(src)!r} is not a local folder")
+    dst.mkdir(parents=True, exist_ok=True)
+    for p in src.iterdir():
+        if p.is_file() and (p.suffix in (".json", ".safetensors", ".txt", ".model", ".jinja") or p.name in WEIGHT_FILES):
+            shutil.copy2(p, dst / p.name)
+
+
+def save_bundle(out_dir: str | Path, model: AuraModel, tokenizer, model_cfg: ModelConfig, base_id: str, *,
+                base_config=None, teacher: str | None = None, training: dict | None = None,
+                metrics: dict | None = None, include_base: str | Path | None = None,
+                include_teacher: str | Path | None = None, card: str | None = None) -> Path:
+    """Write a bundle atomically. ``include_base``/``include_teacher``: local model folders to carry along."""
+    out_dir = Path(out_dir)
+    if not model.has_adapter:
+        raise AuraError("the model has no LoRA adapter to save")
+    llm_config = base_config if base_config is not None else model.llm.get_base_model().config
+    tmp, commit = _atomic_dir(out_dir)
+    try:
+        model.llm.save_pretrained(str(tmp), safe_serialization=True)  # adapter_model.safetensors + adapter_config.json
+        state = {k: v.detach().to("cpu").contiguous() for k, v in model.embedding.state_dict().items()}
+        save_file(state, str(tmp / EMBEDDING_NAME))
+        tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        if include_base is not None:
+            copy_model_files(include_base, tmp / "base")
+        if include_teacher is not None:
+            copy_model_files(include_teacher, tmp / "teacher")
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "base": {"id": base_id, "fingerprint": fingerprint(llm_config)},
+            "teacher": teacher,
+            "model": model_cfg.to_dict(),
+            "embedding_shape": {"n_mels": model.embedding.n_mels, "d_model": model.embedding.d_model,
+                                "stack": model.embedding.stack},
+            "training": training or {},
+            "metrics": metrics or {},
+        }
+        (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        if card:
+            (tmp / "README.md").write_text(card)
+        commit()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+# ---------------------------------------------------------------------- load
+@dataclass
+class Loaded:
+    """A model ready to run, and where it came from."""
+
+    model: AuraModel
+    tokenizer: Any
+    config: ModelConfig
+    resolved: backends.Resolved
+    base_ref: str  # the base LLM actually loaded (hub id or folder)
+    bundle_dir: Path | None = None  # None when running the plain base model
+    meta: dict[str, Any] = field(default_factory=dict)  # aura_config.json
+
+
+def load_embedding(bundle_dir: Path, cfg: ModelConfig, d_model: int, device: torch.device) -> AudioEmbedding:
+    embedding = AudioEmbedding(cfg.audio.n_mels, d_model, cfg.embedding)
+    path = bundle_dir / EMBEDDING_NAME
+    if not path.is_file():
+        raise AuraError(f"bundle {str(bundle_dir)!r} lacks {EMBEDDING_NAME}")
+    try:
+        state = load_file(str(path))
+        embedding.load_state_dict(state, strict=True)
+    except Exception as exc:
+        raise AuraError(f"{path} does not fit the bundle's config (n_mels {cfg.audio.n_mels}, d_model {d_model}): "
+                        f"{str(exc).splitlines()[0]}") from exc
+    return embedding.to(device).eval()
+
+
+def load_bundle(bundle_dir: str | Path, runtime: RuntimeConfig | None = None, base: str | None = None,
+                trust_remote_code: bool = False) -> Loaded:
+    """Load base LLM (quantized as configured) + LoRA + AudioEmbedding from a bundle, checking the fingerprint."""
+    from peft import PeftModel
+
+    bundle_dir = Path(bundle_dir)
+    meta = read_bundle_config(bundle_dir)
+    cfg = ModelConfig.from_dict(meta["model"])
+    base_ref = base or bundle_base_ref(bundle_dir, meta)
+    check_fingerprint(meta["base"]["fingerprint"], fingerprint(load_llm_config(base_ref, trust_remote_code)),
+                      meta["base"]["id"], base_ref)
+    if not (bundle_dir / ADAPTER_NAME).is_file():
+        raise AuraError(f"bundle {str(bundle_dir)!r} lacks {ADAPTER_NAME}")
+    tok_dir = bundle_dir / "tokenizer"
+    tokenizer = load_tokenizer(tok_dir if tok_dir.is_dir() else base_ref, trust_remote_code)
+    resolved = backends.resolve(runtime)
+    llm = load_llm(base_ref, resolved, trust_remote_code)
+    try:
+        llm = PeftModel.from_pretrained(llm, str(bundle_dir), is_trainable=False)
+    except Exception as exc:
+        raise AuraError(f"the LoRA in {str(bundle_dir)!r} does not fit base model {base_ref!r}: "
+                        f"{str(exc).splitlines()[0]}") from exc
+    llm.eval()
+    embedding = load_embedding(bundle_dir, cfg, llm.get_input_embeddings().weight.shape[1], resolved.device)
+    return Loaded(AuraModel(llm, embedding), tokenizer, cfg, resolved, base_ref, bundle_dir, meta)
+
+
+def load_base_only(base: str, runtime: RuntimeConfig | None = None, trust_remote_code: bool = False) -> Loaded:
+    """The plain base model for typed chat (no adapter, no audio)."""
+    cfg = ModelConfig()
+    tokenizer = load_tokenizer(base, trust_remote_code)
+    resolved = backends.resolve(runtime)
+    llm = load_llm(base, resolved, trust_remote_code)
+    d_model = llm.get_input_embeddings().weight.shape[1]
+    embedding = AudioEmbedding(cfg.audio.n_mels, d_model, cfg.embedding).to(resolved.device).eval()
+    return Loaded(AuraModel(llm, embedding), tokenizer, cfg, resolved, base, None, {})

@@ -1,0 +1,41 @@
+"""A byte-level BPE tokenizer trained with `tokenizers`, wrapped with a ChatML chat template.
+
+Used by the demo world (trained on the domain's text) and by tests (trained on a few lines).
+Byte-level means any text encodes without unknown tokens, and decoding a prefix of the ids
+gives a prefix of the text, which streaming relies on.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+IM_START, IM_END, PAD = "<|im_start|>", "<|im_end|>", "<|pad|>"
+CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def train_chat_tokenizer(texts: Iterable[str], vocab_size: int = 512):
+    """Train a byte-level BPE on ``texts``; returns a PreTrainedTokenizerFast with pad/eos and a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[PAD, IM_START, IM_END],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=IM_END, bos_token=IM_START,
+        clean_up_tokenization_spaces=False,
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast

@@ -1,0 +1,94 @@
+"""AudioEmbedding: log-mel frames -> a short sequence of vectors in the LLM's input space.
+
+Math only; loading and saving live in ``bundle.py``.
+
+Rates (defaults): log-mel at 100 frames/s -> conv stem with stride 2 at 50 frames/s
+(the rate of a Whisper encoder, so teacher states line up after pooling by ``stack``)
+-> ``stack`` consecutive frames concatenated -> 12.5 audio tokens/s for stack = 4.
+
+Number of audio tokens for F mel frames (the formula the processor relies on):
+
+    F2 = ceil(F / 2)          # conv k=3, stride 2, padding 1: floor((F - 1) / 2) + 1
+    T  = ceil(F2 / stack)     # the last group is zero-padded
+
+Frames past a clip's length are zeroed before each convolution, so a clip gives the
+same tokens alone or inside a padded batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .config import EmbeddingConfig
+
+
+def conv_frames(num_mel_frames: int | torch.Tensor) -> int | torch.Tensor:
+    """Frames after the stride-2 conv stem: ceil(F / 2)."""
+    return (num_mel_frames + 1) // 2
+
+
+def num_audio_tokens(num_mel_frames: int | torch.Tensor, stack: int) -> int | torch.Tensor:
+    """Audio tokens for ``num_mel_frames`` log-mel frames: ceil(ceil(F / 2) / stack)."""
+    return (conv_frames(num_mel_frames) + stack - 1) // stack
+
+
+def _length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
+    # (B,) -> (B, size) bool, True on valid positions
+    return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class AudioEmbedding(nn.Module):
+    """Conv stem + frame stacking + norm + projection to the LLM hidden size."""
+
+    def __init__(self, n_mels: int, d_model: int, cfg: EmbeddingConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or EmbeddingConfig()
+        c = self.cfg.conv_channels
+        self.n_mels = n_mels
+        self.d_model = d_model
+        self.conv1 = nn.Conv1d(n_mels, c, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(c, c, kernel_size=3, stride=2, padding=1)
+        stacked = c * self.cfg.stack
+        self.norm = nn.LayerNorm(stacked)
+        self.dropout = nn.Dropout(self.cfg.dropout)
+        if self.cfg.mlp_hidden > 0:
+            self.proj = nn.Sequential(
+                nn.Linear(stacked, self.cfg.mlp_hidden), nn.GELU(), nn.Linear(self.cfg.mlp_hidden, d_model)
+            )
+        else:
+            self.proj = nn.Linear(stacked, d_model)
+
+    @property
+    def stack(self) -> int:
+        return self.cfg.stack
+
+    def forward(self, features: torch.Tensor, frame_lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embed a batch of log-mel features.
+
+        features: (B, n_mels, F) float; frame_lengths: (B,) valid frames per clip (None = all F).
+        Returns embeddings (B, T, d_model) with T = num_audio_tokens(F, stack), and the
+        number of valid tokens per clip (B,). Positions past a clip's length hold values
+        the caller must ignore.
+        """
+        b, n_mels, frames = features.shape
+        if n_mels != self.n_mels:
+            raise ValueError(f"AudioEmbedding expects {self.n_mels} mel bands, got {n_mels}")
+        if frame_lengths is None:
+            frame_lengths = torch.full((b,), frames, dtype=torch.long, device=features.device)
+        x = features.to(self.conv1.weight.dtype)
+        x = x * _length_mask(frame_lengths, frames)[:, None, :]  # (B, n_mels, F), padding zeroed
+        x = F.gelu(self.conv1(x))  # (B, C, F)
+        x = x * _length_mask(frame_lengths, frames)[:, None, :]
+        x = F.gelu(self.conv2(x))  # (B, C, F2), F2 = ceil(F / 2)
+        f2 = x.shape[-1]
+        lengths2 = conv_frames(frame_lengths)
+        x = x * _length_mask(lengths2, f2)[:, None, :]
+        pad = (-f2) % self.stack
+        x = F.pad(x, (0, pad))  # (B, C, T * stack)
+        x = x.transpose(1, 2)  # (B, T * stack, C)
+        t = x.shape[1] // self.stack
+        x = x.reshape(b, t, self.stack * x.shape[-1])  # (B, T, C * stack): consecutive frames side by side
+        x = self.proj(self.dropout(self.norm(x)))  # (B, T, d_model)
+        return x, num_audio_tokens(frame_lengths, self.stack)

@@ -1,0 +1,200 @@
+"""AuraModel: a causal LLM (+ LoRA) whose input embeddings take audio on the placeholder spans.
+
+Math and decoding only; loading and saving live in ``bundle.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .config import GenerationSettings, LoraSettings
+from .embedding import AudioEmbedding
+
+StopFlag = Callable[[], bool] | threading.Event | None
+
+
+def attach_lora(llm: nn.Module, lora: LoraSettings):
+    """Wrap a base causal LM in a fresh, trainable PEFT LoRA (B initialised to zero: starts as the base)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+        target_modules=lora.modules, bias="none", task_type="CAUSAL_LM",
+    )
+    return get_peft_model(llm, config)
+
+
+def _is_stopped(stop: StopFlag) -> bool:
+    if stop is None:
+        return False
+    if isinstance(stop, threading.Event):
+        return stop.is_set()
+    return bool(stop())
+
+
+def sample_next(logits: torch.Tensor, gen: GenerationSettings, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, V) logits -> (B,) next ids: argmax at temperature 0, else temperature + nucleus sampling."""
+    if gen.temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / gen.temperature, dim=-1)
+    if gen.top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        keep = sorted_p.cumsum(-1) - sorted_p < gen.top_p  # always keeps the most likely token
+        sorted_p = sorted_p * keep
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+class AuraModel(nn.Module):
+    """LLM (optionally a PeftModel carrying the AuRA LoRA) + AudioEmbedding."""
+
+    def __init__(self, llm: nn.Module, embedding: AudioEmbedding):
+        super().__init__()
+        self.llm = llm
+        self.embedding = embedding
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def has_adapter(self) -> bool:
+        return hasattr(self.llm, "disable_adapter")
+
+    @property
+    def device(self) -> torch.device:
+        return self.llm.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.llm.get_input_embeddings().weight.dtype
+
+    def adapter_disabled(self):
+        """Context in which the LLM behaves as the plain base model (no LoRA)."""
+        return self.llm.disable_adapter() if self.has_adapter else contextlib.nullcontext()
+
+    # ------------------------------------------------------------------ embeddings
+    def embed_audio(self, features: torch.Tensor, frame_lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, n_mels, F) log-mel -> (B, T, d_llm) audio tokens and (B,) valid token counts."""
+        features = features.to(self.embedding.conv1.weight.device)
+        if frame_lengths is not None:
+            frame_lengths = frame_lengths.to(features.device)
+        return self.embedding(features, frame_lengths)
+
+    def input_embeddings(self, input_ids: torch.Tensor, audio_spans: Sequence[Sequence[tuple[int, int]]] | None = None,
+                         audio_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings with audio written over each placeholder span.
+
+        input_ids: (B, L); audio_spans[b] = [(start, length), ...] in clip order; audio_embeds: (N_clips, T, d)
+        with clips numbered row by row, span by span. Returns (B, L, d) in the LLM's dtype.
+        """
+        embeds = self.llm.get_input_embeddings()(input_ids.to(self.device))  # (B, L, d)
+        if not audio_spans or audio_embeds is None:
+            return embeds
+        embeds = embeds.clone()
+        clip = 0
+        for b, spans in enumerate(audio_spans):
+            for start, length in spans:
+                if clip >= audio_embeds.shape[0] or length > audio_embeds.shape[1]:
+                    raise ValueError(f"audio span ({start}, {length}) of row {b} has no matching clip embedding")
+                embeds[b, start:start + length] = audio_embeds[clip, :length].to(embeds.dtype)
+                clip += 1
+        if clip != audio_embeds.shape[0]:
+            raise ValueError(f"{audio_embeds.shape[0]} clip embeddings for {clip} audio spans")
+        return embeds
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None,
+                audio_spans=None, features: torch.Tensor | None = None, frame_lengths: torch.Tensor | None = None,
+                audio_embeds: torch.Tensor | None = None, **llm_kwargs):
+        """One LLM forward pass with audio spliced in. Pass either features (+ frame_lengths) or audio_embeds."""
+        if audio_embeds is None and features is not None:
+            audio_embeds, _ = self.embed_audio(features, frame_lengths)
+        embeds = self.input_embeddings(input_ids, audio_spans, audio_embeds)
+        dev = embeds.device
+        return self.llm(
+            inputs_embeds=embeds, attention_mask=attention_mask.to(dev),
+            position_ids=None if position_ids is None else position_ids.to(dev), **llm_kwargs,
+        )
+
+    # ------------------------------------------------------------------ decoding
+    @torch.no_grad()
+    def generate_ids(self, input_ids, attention_mask, audio_spans=None, features=None, frame_lengths=None,
+                     gen: GenerationSettings | None = None, eos_ids: Sequence[int] = (), pad_id: int = 0) -> torch.Tensor:
+        """Batched, non-streaming decoding with transformers' generate(). Returns (B, new_len) ids."""
+        gen = gen or GenerationSettings()
+        audio_embeds = self.embed_audio(features, frame_lengths)[0] if features is not None else None
+        embeds = self.input_embeddings(input_ids, audio_spans, audio_embeds)
+        if gen.seed is not None:
+            torch.manual_seed(gen.seed)
+        kwargs = dict(do_sample=False) if gen.temperature == 0 else dict(do_sample=True, temperature=gen.temperature, top_p=gen.top_p)
+        return self.llm.generate(
+            inputs_embeds=embeds, attention_mask=attention_mask.to(embeds.device), max_new_tokens=gen.max_new_tokens,
+            eos_token_id=list(eos_ids) or None, pad_token_id=pad_id, **kwargs,
+        )
+
+    @torch.no_grad()
+    def stream_ids(self, input_ids, attention_mask, position_ids=None, audio_spans=None, features=None,
+                   frame_lengths=None, gen: GenerationSettings | None = None, eos_ids: Sequence[int] = (),
+                   stop: StopFlag = None) -> Iterator[int]:
+        """Decode one request token by token with a KV cache; yields ids; ``stop`` ends it between tokens.
+
+        The first id is yielded right after the prefill, so its time is the time to first token.
+        """
+        gen = gen or GenerationSettings()
+        if input_ids.shape[0] != 1:
+            raise ValueError("stream_ids decodes one request at a time")
+        generator = None
+        if gen.seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(gen.seed)
+        if position_ids is None:
+            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        dev = self.device
+        attention_mask = attention_mask.to(dev)
+        position_ids = position_ids.to(dev)
+        out = self.forward(input_ids, attention_mask, position_ids, audio_spans, features, frame_lengths, use_cache=True)
+        eos = set(int(e) for e in eos_ids)
+        for _ in range(gen.max_new_tokens):
+            if _is_stopped(stop):
+                return
+            next_id = sample_next(out.logits[:, -1, :], gen, generator)  # (1,)
+            token = int(next_id.item())
+            if token in eos:
+                return
+            yield token
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((1, 1))], dim=1)
+            position_ids = position_ids[:, -1:] + 1
+            out = self.llm(input_ids=next_id[:, None].to(dev), attention_mask=attention_mask, position_ids=position_ids,
+                           past_key_values=out.past_key_values, use_cache=True)
+
+
+class TextStreamDecoder:
+    """Turns a stream of token ids into text pieces whose concatenation is the decoded whole.
+
+    Decodes the ids so far each time and emits the new suffix; holds back while the text
+    ends in an incomplete UTF-8 sequence (U+FFFD), as transformers' TextStreamer does.
+    Decoding must not clean up spaces, so that the text of a prefix is a prefix of the text.
+    """
+
+    def __init__(self, decode: Callable[[list[int]], str]):
+        self.decode = decode
+        self.ids: list[int] = []
+        self.emitted = ""
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        text = self.decode(self.ids)
+        if text.endswith("\ufffd"):
+            return ""
+        return self._advance(text)
+
+    def finish(self) -> str:
+        return self._advance(self.decode(self.ids)) if self.ids else ""
+
+    def _advance(self, text: str) -> str:
+        if not text.startswith(self.emitted):
+            return ""  # the tokenizer rewrote an emitted tail (rare); wait until the text is prefix-stable again
+        piece = text[len(self.emitted):]
+        self.emitted = text
+        return piece
