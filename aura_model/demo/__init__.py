@@ -1,0 +1,1 @@
+"""The embedded demo world: a closed domain of spoken requests (see DESIGN.md section 3)."""
