@@ -1,0 +1,3 @@
+from app.gui import main
+
+raise SystemExit(main())

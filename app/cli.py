@@ -1,0 +1,214 @@
+"""The `aura` command: chat, info, train, demo. The same library calls the GUI makes.
+
+Errors are one line on stderr and a non-zero exit (1 for bad input, 130 on Ctrl-C);
+`--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def _runtime_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("runtime")
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    g.add_argument("--quantization", default="auto", help="auto | 4bit | 8bit | none (auto: 4-bit on CUDA, none on CPU)")
+    g.add_argument("--trust-remote-code", action="store_true",
+                   help="allow a hub model's own Python code to run (off unless you trust the model's authors)")
+
+
+def _generation_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("generation")
+    g.add_argument("--max-new-tokens", type=int, default=128)
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--seed", type=int, default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aura", description="AuRA: a local voice assistant whose LLM hears speech directly.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    chat = sub.add_parser("chat", help="ask one question by audio file or text; the answer streams to stdout")
+    chat.add_argument("--bundle", help="AuRA bundle folder (default: the bundled demo model)")
+    chat.add_argument("--base", help="base LLM (hub id or folder); alone: typed chat with the plain base model")
+    what = chat.add_mutually_exclusive_group(required=True)
+    what.add_argument("--audio", metavar="FILE", help="wav/flac/ogg/mp3 file with the spoken request")
+    what.add_argument("--text", metavar="TEXT", help="a typed request")
+    chat.add_argument("--prompt", metavar="TEXT", help="text that goes with the audio in the user turn (an instruction)")
+    chat.add_argument("--system", metavar="TEXT", default=None, help="system prompt (default: the bundle's)")
+    chat.add_argument("--stats", action="store_true", help="print time to first token and tokens/s on stderr")
+    _runtime_args(chat)
+    _generation_args(chat)
+
+    info = sub.add_parser("info", help="show what a bundle contains")
+    info.add_argument("bundle", nargs="?", help="bundle folder (default: the bundled demo model)")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+
+    train = sub.add_parser("train", help="distil an AuRA adapter from a teacher ASR encoder into an LLM")
+    try:
+        from aura_model.train.command import add_arguments
+    except ImportError:  # the trainer is optional at import time; `aura train` then explains
+        train.set_defaults(_train_missing=True)
+    else:
+        add_arguments(train)
+
+    demo = sub.add_parser("demo", help="the demo world: list its sentences")
+    demo_sub = demo.add_subparsers(dest="demo_command", required=True, metavar="DEMO_COMMAND")
+    sentences = demo_sub.add_parser("sentences", help="print the domain's requests as JSON lines")
+    sentences.add_argument("--split", choices=("train", "valid", "test"), default="train")
+    return parser
+
+
+# ---------------------------------------------------------------------- commands
+def _default_bundle_or_error() -> Path:
+    from aura_model.errors import AuraError
+
+    from .assets import default_bundle
+
+    bundle = default_bundle()
+    if bundle is None:
+        raise AuraError("no default model ships with this build yet: pass --bundle DIR (an AuRA bundle) "
+                        "or --base MODEL (typed chat with a plain LLM)")
+    return bundle
+
+
+def cmd_chat(args) -> int:
+    from aura_model.assistant import Assistant
+    from aura_model.config import GenerationSettings, RuntimeConfig
+
+    runtime = RuntimeConfig(device=args.device, quantization=args.quantization)
+    gen = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                             top_p=args.top_p, seed=args.seed)
+    bundle = args.bundle
+    if bundle is None and args.base is None:
+        bundle = _default_bundle_or_error()
+    t_load = time.perf_counter()
+    assistant = Assistant.open(bundle, args.base, runtime, args.trust_remote_code)
+    for notice in assistant.loaded.resolved.notices:
+        print(f"aura: {notice}", file=sys.stderr)
+    load_s = time.perf_counter() - t_load
+    if args.audio is not None:
+        audio, text = args.audio, args.prompt
+    else:
+        audio, text = None, args.text if not args.prompt else f"{args.prompt} {args.text}"
+    t0 = time.perf_counter()
+    first = None
+    n = 0
+    for piece in assistant.stream(audio, text, gen, system_prompt=args.system):
+        if first is None:
+            first = time.perf_counter() - t0
+        n += 1
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    if args.stats:
+        total = time.perf_counter() - t0
+        ftt = f"{first * 1000:.0f} ms" if first is not None else "n/a (empty answer)"
+        print(f"aura: load {load_s:.2f} s, first token {ftt}, {n} pieces in {total:.2f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_info(args) -> int:
+    from aura_model.bundle import bundle_info
+
+    info = bundle_info(args.bundle or _default_bundle_or_error())
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    fp = info["base"]["fingerprint"]
+    emb = info.get("embedding_shape") or {}
+    lora = info["model"]["lora"]
+    print(f"bundle      {info['bundle']}")
+    print(f"base LLM    {info['base']['id']}  (loads from {info['base_source']})")
+    print(f"            {fp['model_type']}, {fp['num_hidden_layers']} layers x {fp['hidden_size']} hidden, vocab {fp['vocab_size']}")
+    print(f"teacher     {info.get('teacher') or 'unknown'}")
+    print(f"audio       {info['model']['audio']['sample_rate']} Hz, {info['model']['audio']['n_mels']} mels, "
+          f"stack {emb.get('stack')} -> {100 / 2 / max(1, emb.get('stack', 4)):.1f} audio tokens/s")
+    print(f"LoRA        r={lora['r']} alpha={lora['alpha']} on {', '.join(lora['target_modules'])}"
+          f"{' + MLP' if lora['include_mlp'] else ''}")
+    print(f"trainable   {info['adapter_and_embedding_parameters']:,} parameters (adapter + audio embedding)")
+    if info.get("metrics"):
+        print("metrics     " + ", ".join(f"{k}={v}" for k, v in sorted(info["metrics"].items())))
+    print(f"files       {len(info['files'])} files, {info['total_bytes'] / 1e6:.1f} MB")
+    return 0
+
+
+def cmd_train(args) -> int:
+    if getattr(args, "_train_missing", False):
+        from aura_model.errors import AuraError
+
+        raise AuraError("the trainer is not available in this build (aura_model.train failed to import)")
+    from aura_model.train.command import run
+
+    return run(args)
+
+
+def cmd_demo(args) -> int:
+    from aura_model.demo.domain import sentences
+
+    if args.demo_command == "sentences":
+        for item in sentences(args.split):
+            print(json.dumps(item, ensure_ascii=False))
+    return 0
+
+
+COMMANDS = {"chat": cmd_chat, "info": cmd_info, "train": cmd_train, "demo": cmd_demo}
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    # bitsandbytes warns at import that an optional CPU kernel package is missing; it is optional
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.debug:
+        _quiet_libraries()
+    from aura_model.errors import AuraError
+
+    try:
+        return COMMANDS[args.command](args)
+    except AuraError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"aura: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("aura: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug or an unexpected library failure: still one line unless --debug
+        if args.debug:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"aura: unexpected error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
