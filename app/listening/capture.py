@@ -41,7 +41,8 @@ def _sounddevice():
     try:
         import sounddevice
     except OSError as e:  # sounddevice raises OSError when libportaudio cannot be loaded
-        raise AuraError(f"PortAudio is not available ({e}); install it (Debian/Ubuntu: apt install libportaudio2)") from e
+        raise AuraError(f"PortAudio is not available ({e}); "
+                        "install it (Debian/Ubuntu: apt install libportaudio2)") from e
     return sounddevice
 
 
@@ -123,7 +124,8 @@ def resolve_input_device(device: int | str | None) -> dict[str, Any]:
     if isinstance(device, int):
         match = [d for d in devices if d["index"] == device]
         if not match:
-            raise AuraError(f"audio input device index {device} does not exist or cannot record; choose one of: {names}")
+            raise AuraError(f"audio input device index {device} does not exist or cannot record; "
+                            f"choose one of: {names}")
         return match[0]
     wanted = device.strip().lower()
     exact = [d for d in devices if d["name"].lower() == wanted]
@@ -147,7 +149,7 @@ class MicrophoneStream:
 
     def __init__(self, device: int | str | None = None, *, device_samplerate: float | None = None,
                  block_ms: int = BLOCK_MS, latency_s: float = 0.1, queue_seconds: float = 10.0,
-                 stall_timeout_s: float = 2.0) -> None:
+                 stall_timeout_s: float = 5.0) -> None:
         if block_ms <= 0:
             raise AuraError(f"block_ms must be > 0, got {block_ms}")
         if stall_timeout_s <= 0:
@@ -157,7 +159,9 @@ class MicrophoneStream:
         # PortAudio's suggested input latency. Not "low"/"high": through ALSA's pulse plugin a fixed
         # 30 ms block with those (30-60 ms) starved for 1-2 s at start and lost audio; 0.1 s was reliable.
         self.latency_s = latency_s
-        self.stall_timeout_s = stall_timeout_s  # no audio for this long while running = the device is gone
+        # No audio for this long while running = the device is gone. Not shorter: an idle PulseAudio
+        # monitor source delivers in bursts up to ~2 s apart.
+        self.stall_timeout_s = stall_timeout_s
         self.samplerate, self.channels = self._choose_settings(device_samplerate)  # what the device is opened at
         self.overflow_count = 0  # blocks PortAudio flagged as input overflow (audio lost before we saw it)
         self.dropped_blocks = 0  # blocks dropped because nobody read the queue for queue_seconds
@@ -204,6 +208,7 @@ class MicrophoneStream:
         if self.samplerate != TARGET_RATE:
             import soxr
             self._resampler = soxr.ResampleStream(self.samplerate, TARGET_RATE, 1, dtype="float32")
+        stream = None
         try:
             stream = sd.InputStream(
                 device=self.device["index"], samplerate=self.samplerate, channels=self.channels, dtype="float32",
@@ -211,6 +216,8 @@ class MicrophoneStream:
                 callback=self._callback, finished_callback=self._finished.set)
             stream.start()
         except Exception as e:  # PortAudioError: busy, unplugged, refused
+            if stream is not None:
+                stream.close(ignore_errors=True)
             raise AuraError(f"cannot open audio input device {self.device['name']!r} "
                             f"at {self.samplerate} Hz: {e}") from e
         with _open_lock:

@@ -61,7 +61,7 @@ class VadConfig(_Config):
     sample_rate: int = 16000  # Hz of the samples fed; webrtcvad accepts 8000, 16000, 32000 or 48000
     frame_ms: int = 30  # analysis frame; webrtcvad accepts 10, 20 or 30 ms (30 ms = 480 samples at 16 kHz)
     aggressiveness: int = 2  # webrtcvad mode 0..3; higher calls more frames non-speech
-    pre_roll_ms: int = 450  # audio kept before the detected onset: 300 ms of lead-in even when noise delays the onset by 150 ms
+    pre_roll_ms: int = 450  # kept before the detected onset: 300 ms lead-in even when noise delays the onset 150 ms
     hangover_ms: int = 600  # consecutive non-speech that ends an utterance; this is the endpoint latency
     post_roll_ms: int = 150  # part of the hangover kept after the last speech frame (<= hangover_ms)
     min_speech_ms: int = 250  # utterances with less speech (onset..offset) are dropped as clicks
@@ -195,7 +195,7 @@ class VadSegmenter:
     @property
     def position_s(self) -> float:
         """Stream time of the next sample to be fed."""
-        return (self._origin + self._frame_index * self.config.frame_samples + len(self._pending)) / self.config.sample_rate
+        return (self._origin + self._fed) / self.config.sample_rate
 
     def reset(self, start_sample: int = 0) -> None:
         """Forget everything (pending audio, open utterance, noise floor).
@@ -206,6 +206,7 @@ class VadSegmenter:
         c = self.config
         self._origin = int(start_sample)
         self._frame_index = 0  # index of the next frame, counted from _origin
+        self._fed = 0  # samples fed since the reset
         self._pending = np.zeros(0, dtype=np.float32)  # less than one frame of samples
         self._history: deque[tuple[int, np.ndarray]] = deque(maxlen=c.frames(c.pre_roll_ms) + c.onset_window)
         self._recent: deque[tuple[int, bool]] = deque(maxlen=c.onset_window)
@@ -223,6 +224,7 @@ class VadSegmenter:
     def feed(self, samples: np.ndarray) -> list[Segment]:
         """Add int16 or float mono samples at ``config.sample_rate``; return the segments they complete."""
         x = as_float_mono(samples)
+        self._fed += len(x)
         if len(self._pending):
             x = np.concatenate([self._pending, x])
         n = self.config.frame_samples

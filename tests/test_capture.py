@@ -1,0 +1,337 @@
+"""Capture: device lookup, the Listener worker with a fake source, and the real path through PulseAudio.
+
+The ``pulse`` tests start a private PulseAudio daemon (unless one is already
+reachable) with a null sink ``aura_test`` whose monitor is the default source,
+play espeak-ng speech into the sink with paplay and record it through
+PortAudio's ALSA ``pulse`` device (ALSA's pulse plugin, libasound2-plugins).
+"""
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from app.listening.capture import (
+    Listener,
+    MicrophoneStream,
+    list_input_devices,
+    rescan_devices,
+    resolve_input_device,
+)
+from app.listening.vad import REASON_PUSH_TO_TALK, VadSegmenter, rms_db
+from aura_model.errors import AuraError
+
+SR = 16000
+SINK = "aura_test"
+
+
+def synthesize(path: Path, text: str = "turn on the kitchen light") -> Path:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt install espeak-ng)")
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(path), text], check=True)
+    return path
+
+
+def speech_duration(x, rate, threshold_db=-50.0):
+    """Seconds from the first to the last 10 ms window of a clean signal louder than threshold_db."""
+    window = rate // 100
+    levels = [rms_db(x[i:i + window]) for i in range(0, len(x) - window + 1, window)]
+    loud = np.nonzero(np.array(levels) > threshold_db)[0]
+    return (loud[-1] + 1 - loud[0]) * window / rate
+
+
+def wait_for(condition, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+# -- device lookup (whatever this machine has) ---------------------------------------------------
+
+
+def test_list_input_devices_returns_a_list():
+    devices = list_input_devices()
+    assert isinstance(devices, list)
+    for d in devices:
+        assert set(d) == {"index", "name", "channels", "default_samplerate"}
+        assert d["channels"] > 0
+
+
+def test_unknown_device_name_is_an_aura_error():
+    with pytest.raises(AuraError, match="no-such-microphone|no audio input device"):
+        MicrophoneStream("no-such-microphone-xyz")
+
+
+def test_unknown_device_index_is_an_aura_error():
+    with pytest.raises(AuraError, match="12345|no audio input device"):
+        resolve_input_device(12345)
+
+
+# -- Listener logic with a fake source (no hardware) ---------------------------------------------
+
+
+class FakeSource:
+    """Plays a signal in 30 ms chunks, in real time / 10, then silence; fails when told to."""
+
+    def __init__(self, signal, fail_after=None):
+        self.signal, self.fail_after, self.pos, self.started = signal, fail_after, 0, False
+
+    def start(self):
+        self.started = True
+
+    def stop(self):
+        self.started = False
+
+    def read(self, timeout=None):
+        if self.fail_after is not None and self.pos >= self.fail_after:
+            raise AuraError("fake device unplugged")
+        time.sleep(0.003)
+        chunk = self.signal[self.pos:self.pos + 480]
+        if len(chunk) < 480:
+            chunk = np.zeros(480, dtype=np.float32)
+        self.pos += 480
+        return chunk
+
+
+@pytest.fixture(scope="module")
+def utterance(tmp_path_factory):
+    """espeak-ng speech at 16 kHz between 1 s of silence on each side, and its clean speech duration."""
+    wav = synthesize(tmp_path_factory.mktemp("capture") / "speech.wav")
+    audio, rate = sf.read(wav, dtype="float32")
+    audio = soxr.resample(audio, rate, SR).astype(np.float32)
+    pad = np.zeros(SR, dtype=np.float32)
+    return np.concatenate([pad, audio, pad]), speech_duration(audio, SR)
+
+
+def test_listener_emits_segments_and_levels(utterance):
+    signal, duration = utterance
+    segments, levels = [], []
+    listener = Listener(segments.append, on_level=levels.append, stream_factory=lambda: FakeSource(signal))
+    listener.start()
+    try:
+        assert wait_for(lambda: segments, 5.0)
+    finally:
+        listener.stop()
+    assert not listener.running
+    assert len(segments) == 1
+    assert segments[0].speech_duration_s == pytest.approx(duration, abs=0.2)
+    assert max(levels) > -40 and min(levels) == -100.0
+
+
+def test_listener_discards_audio_while_muted(utterance):
+    signal, _ = utterance
+    segments = []
+    listener = Listener(segments.append, stream_factory=lambda: FakeSource(signal))
+    listener.mute(True)
+    listener.start()
+    time.sleep(1.0)  # the whole utterance passes (about 10x real time)
+    listener.stop()
+    assert segments == []
+
+
+def test_listener_push_to_talk(utterance):
+    signal, _ = utterance
+    segments = []
+    listener = Listener(segments.append, stream_factory=lambda: FakeSource(np.tile(signal, 10)))
+    listener.set_push_to_talk(True)
+    listener.start()
+    try:
+        listener.ptt_press()
+        time.sleep(0.3)
+        listener.ptt_release()
+        assert wait_for(lambda: segments, 2.0)
+        time.sleep(0.5)  # without a press, nothing more arrives even though speech keeps playing
+    finally:
+        listener.stop()
+    assert len(segments) == 1 and segments[0].reason == REASON_PUSH_TO_TALK
+    assert segments[0].duration_s > 0.5  # 0.3 s wall time at ~10x real time
+
+
+def test_listener_reports_errors_and_reopens(utterance):
+    signal, _ = utterance
+    opened, errors, segments = [], [], []
+
+    def factory():
+        opened.append(1)
+        if len(opened) == 2:
+            raise AuraError("fake device still missing")
+        # the first source dies after 0.5 s of audio; the third plays the utterance
+        return FakeSource(signal, fail_after=SR // 2 if len(opened) == 1 else None)
+
+    listener = Listener(segments.append, on_error=errors.append, stream_factory=factory, retry_s=0.05)
+    listener.start()
+    try:
+        assert wait_for(lambda: segments, 5.0)
+    finally:
+        listener.stop()
+    assert errors == ["fake device unplugged", "fake device still missing"]
+    assert len(opened) == 3 and len(segments) == 1
+
+
+def test_listener_survives_a_failing_callback(utterance):
+    signal, _ = utterance
+    errors = []
+
+    def broken(segment):
+        raise RuntimeError("boom")
+
+    listener = Listener(broken, on_error=errors.append, stream_factory=lambda: FakeSource(signal))
+    listener.start()
+    try:
+        assert wait_for(lambda: errors, 5.0)
+        assert listener.running
+    finally:
+        listener.stop()
+    assert "boom" in errors[0]
+
+
+# -- the real capture path through PulseAudio ----------------------------------------------------
+
+
+def _pactl_ok(env) -> bool:
+    try:
+        return subprocess.run(["pactl", "info"], env=env, capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _start_private_pulse(root: Path) -> tuple[subprocess.Popen, str]:
+    """A PulseAudio daemon owned by this test (works as root without --system), and its server address."""
+    socket = root / "native"
+    script = root / "aura_test.pa"
+    script.write_text(
+        f"load-module module-native-protocol-unix auth-anonymous=1 socket={socket}\n"
+        f"load-module module-null-sink sink_name={SINK}\n"
+        f"set-default-sink {SINK}\n"
+        f"set-default-source {SINK}.monitor\n"
+    )
+    env = dict(os.environ, HOME=str(root), XDG_RUNTIME_DIR=str(root), XDG_CONFIG_HOME=str(root / "config"),
+               PULSE_RUNTIME_PATH=str(root / "runtime"), PULSE_STATE_PATH=str(root / "state"))
+    env.pop("PULSE_SERVER", None)
+    daemon = subprocess.Popen(
+        ["pulseaudio", "--daemonize=no", "-n", f"--file={script}", "--exit-idle-time=-1", "--use-pid-file=no",
+         "--disallow-exit", f"--log-target=file:{root / 'pulse.log'}"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = f"unix:{socket}"
+    if not wait_for(lambda: daemon.poll() is None and _pactl_ok(dict(os.environ, PULSE_SERVER=server)), 10.0):
+        daemon.kill()
+        log = (root / "pulse.log").read_text(errors="replace") if (root / "pulse.log").exists() else ""
+        pytest.fail(f"private PulseAudio did not start:\n{log[-2000:]}")
+    return daemon, server
+
+
+@pytest.fixture(scope="module")
+def pulse_device(tmp_path_factory):
+    """Name of the PortAudio device recording from the null sink's monitor; the daemon lives for this module."""
+    for tool in ("pulseaudio", "pactl", "paplay", "pacat"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (apt install pulseaudio pulseaudio-utils)")
+    root = tmp_path_factory.mktemp("pulse")
+    (root / "client.conf").write_text("autospawn = no\n")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PULSE_CLIENTCONFIG", str(root / "client.conf"))  # never autospawn a user daemon
+    daemon, module_id, old_source = None, None, None
+    if _pactl_ok(os.environ):  # a server is already running: borrow it
+        module_id = subprocess.run(["pactl", "load-module", "module-null-sink", f"sink_name={SINK}"],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+        old_source = subprocess.run(["pactl", "get-default-source"], capture_output=True, text=True).stdout.strip()
+        subprocess.run(["pactl", "set-default-source", f"{SINK}.monitor"], check=True)
+    else:
+        daemon, server = _start_private_pulse(root)
+        patch.setenv("PULSE_SERVER", server)
+    # Keep the null sink rendering at a 30 ms latency, like a real microphone: an idle null sink feeds its
+    # monitor in bursts up to 2 s apart.
+    with open("/dev/zero", "rb") as zeros:  # pacat plays raw PCM from stdin: endless silence
+        keepalive = subprocess.Popen(["pacat", "--playback", f"--device={SINK}", "--format=s16le", "--rate=16000",
+                                      "--channels=1", "--latency-msec=30"],
+                                     stdin=zeros, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        rescan_devices()  # PortAudio enumerated its devices before the server existed
+        names = [d["name"] for d in list_input_devices()]
+        device = next((n for n in ("pulse", "default") if n in names), None)
+        if device is None:
+            pytest.skip(f"PortAudio sees no 'pulse' or 'default' input (devices: {names}); "
+                        "install ALSA's pulse plugin: apt install libasound2-plugins")
+        yield device
+    finally:
+        keepalive.kill()
+        keepalive.wait()
+        if module_id:
+            if old_source:
+                subprocess.run(["pactl", "set-default-source", old_source])
+            subprocess.run(["pactl", "unload-module", module_id])
+        if daemon is not None:
+            daemon.terminate()
+            try:
+                daemon.wait(5)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+        patch.undo()
+        rescan_devices()
+
+
+@pytest.fixture(scope="module")
+def played_speech(tmp_path_factory):
+    """espeak-ng wav (22.05 kHz) and its clean speech duration."""
+    wav = synthesize(tmp_path_factory.mktemp("play") / "speech.wav")
+    audio, rate = sf.read(wav, dtype="float32")
+    return wav, speech_duration(audio, rate)
+
+
+def play(wav: Path) -> None:
+    subprocess.run(["paplay", f"--device={SINK}", str(wav)], check=True, timeout=20)
+
+
+@pytest.mark.pulse
+def test_listener_records_speech_through_pulseaudio(pulse_device, played_speech):
+    wav, duration = played_speech
+    segments, levels, errors = [], [], []
+    listener = Listener(segments.append, on_level=levels.append, on_error=errors.append, device=pulse_device)
+    listener.start()
+    try:
+        assert wait_for(lambda: len(levels) >= 5, 5.0), f"no audio from {pulse_device!r}: {errors}"
+        play(wav)
+        assert wait_for(lambda: segments, 5.0), f"no segment; errors: {errors}"
+        time.sleep(0.3)
+    finally:
+        listener.stop()
+    assert errors == []
+    assert len(segments) == 1
+    assert segments[0].speech_duration_s == pytest.approx(duration, abs=0.5)
+    assert segments[0].sample_rate == SR and rms_db(segments[0].samples) > -40
+
+
+@pytest.mark.pulse
+def test_resampled_capture_through_pulseaudio(pulse_device, played_speech):
+    """The device opened at 44.1 kHz: read() still hands out 16 kHz, resampled with soxr."""
+    wav, duration = played_speech
+    chunks = []
+    with MicrophoneStream(pulse_device, device_samplerate=44100) as mic:
+        assert mic.samplerate == 44100
+        player = threading.Thread(target=play, args=(wav,))
+        started = time.monotonic()
+        player.start()
+        while player.is_alive() or time.monotonic() - started < 2.5:
+            chunk = mic.read(timeout=0.5)
+            if chunk is not None:
+                chunks.append(chunk)
+        player.join()
+        elapsed = time.monotonic() - started
+    audio = np.concatenate(chunks)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert len(audio) / SR == pytest.approx(elapsed, abs=0.6)  # 16 kHz out, whatever the device rate
+    segmenter = VadSegmenter()
+    segments = segmenter.feed(audio) + segmenter.flush()
+    assert len(segments) == 1
+    assert segments[0].speech_duration_s == pytest.approx(duration, abs=0.5)
