@@ -1,4 +1,4 @@
-"""The `aura` command: chat, info, train, demo. The same library calls the GUI makes.
+"""The `aura` command: chat, info, train, eval, demo. The same library calls the GUI makes.
 
 Errors are one line on stderr and a non-zero exit (1 for bad input, 130 on Ctrl-C);
 `--debug` shows the traceback.
@@ -63,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
         train.set_defaults(_train_missing=True)
     else:
         add_arguments(train)
+
+    ev = sub.add_parser("eval", help="exact-match accuracy and time to first token over a JSONL manifest")
+    ev.add_argument("--bundle", help="AuRA bundle folder (default: the bundled demo model)")
+    ev.add_argument("--manifest", required=True, metavar="FILE.jsonl",
+                    help='one {"audio": path, "answer": ...} (or "text" instead of "audio") per line')
+    ev.add_argument("--mode", choices=("aura", "cascade", "text"), default="aura",
+                    help="aura: audio -> LLM; cascade: teacher ASR transcript -> LLM; text: true transcript -> LLM")
+    ev.add_argument("--max-new-tokens", type=int, default=32)
+    _runtime_args(ev)
 
     demo = sub.add_parser("demo", help="the demo world: list its sentences")
     demo_sub = demo.add_subparsers(dest="demo_command", required=True, metavar="DEMO_COMMAND")
@@ -155,6 +164,28 @@ def cmd_train(args) -> int:
     return run(args)
 
 
+def cmd_eval(args) -> int:
+    from aura_model.assistant import Assistant
+    from aura_model.config import GenerationSettings, RuntimeConfig
+    from aura_model.evaluate import evaluate, read_manifest, result_line
+
+    items = read_manifest(args.manifest)  # a bad manifest fails before the model loads
+    assistant = Assistant.open(args.bundle or _default_bundle_or_error(), None,
+                               RuntimeConfig(device=args.device, quantization=args.quantization), args.trust_remote_code)
+    transcriber = None
+    if args.mode == "cascade":
+        from aura_model.transcribe import load_transcriber
+
+        transcriber = load_transcriber(assistant.loaded.bundle_dir, assistant.loaded.resolved)
+
+    def show(result) -> None:
+        print(result_line(result), flush=True)
+
+    summary = evaluate(assistant, items, args.mode, transcriber, GenerationSettings(max_new_tokens=args.max_new_tokens), show)
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from aura_model.demo.domain import sentences
 
@@ -164,7 +195,7 @@ def cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"chat": cmd_chat, "info": cmd_info, "train": cmd_train, "demo": cmd_demo}
+COMMANDS = {"chat": cmd_chat, "info": cmd_info, "train": cmd_train, "eval": cmd_eval, "demo": cmd_demo}
 
 
 def _quiet_libraries() -> None:
