@@ -1,0 +1,213 @@
+"""Micro-batches: clips -> log-mel, teacher targets, and the two token sequences of each clip.
+
+For each clip the student reads ``prompt(audio placeholder) + response`` and the base LLM
+(adapter disabled) reads ``prompt(transcript) + response``: the same user turn with the
+placeholder replaced by the transcript, then the same response ids (teacher forcing). Both
+batches are LEFT-padded like the processor's, so every response sits at the right edge: with
+``logits_to_keep = R + 1`` (R = longest response in the batch), ``logits[:, :-1]`` holds, in both
+sequences, the positions predicting the response tokens, right-aligned in ``(B, R)``. That is
+the position-by-position alignment the response KL needs, whatever the prompt lengths.
+
+Data order: each epoch is a permutation of the training items seeded by (seed, epoch), padded
+by wrapping around to a multiple of the number of processes and dealt round-robin, so every
+process gets the same number of batches and a run can restart at any (epoch, batch) exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .. import audio as audio_io
+from ..config import ModelConfig
+from ..embedding import num_audio_tokens
+from ..errors import AuraError
+from ..processor import AuraProcessor
+from .cache import Cache
+from .data import Item, Source
+
+
+@dataclass
+class Tokens:
+    """A left-padded batch of token rows."""
+
+    input_ids: torch.Tensor  # (B, L) long
+    attention_mask: torch.Tensor  # (B, L) long
+    position_ids: torch.Tensor  # (B, L) long, counting real tokens only
+    audio_spans: list[list[tuple[int, int]]]  # per row, [(start, length)] of its clip (empty for text rows)
+
+    def to(self, device) -> "Tokens":
+        return Tokens(self.input_ids.to(device), self.attention_mask.to(device), self.position_ids.to(device),
+                      self.audio_spans)
+
+
+@dataclass
+class Batch:
+    """Everything one micro-batch needs on the student side."""
+
+    keys: list[str]
+    features: torch.Tensor  # (B, n_mels, F) student log-mel
+    frame_lengths: torch.Tensor  # (B,)
+    audio_tokens: list[int]  # T_b, the student's audio tokens per clip
+    student: Tokens  # audio prompt (+ response)
+    base: Tokens | None = None  # transcript prompt + response, for the KL (None when KL is off)
+    prompt_only: Tokens | None = None  # audio prompt alone (for greedy answers in evaluation)
+    teacher: dict[int, torch.Tensor] = field(default_factory=dict)  # teacher layer -> (B, T, D) float32
+    layer_mask: torch.Tensor | None = None  # (B, T) bool: real student tokens AND real teacher positions
+    responses: torch.Tensor | None = None  # (B, R) long, right-aligned response ids (0 where masked)
+    response_mask: torch.Tensor | None = None  # (B, R) bool
+    response_lists: list[list[int]] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.keys)
+
+    def to(self, device) -> "Batch":
+        def mv(x):
+            return None if x is None else x.to(device)
+
+        return Batch(self.keys, self.features.to(device), self.frame_lengths.to(device), self.audio_tokens,
+                     self.student.to(device), None if self.base is None else self.base.to(device),
+                     None if self.prompt_only is None else self.prompt_only.to(device),
+                     {t: s.to(device) for t, s in self.teacher.items()}, mv(self.layer_mask), mv(self.responses),
+                     mv(self.response_mask), self.response_lists)
+
+
+def pad_left(rows: Sequence[Sequence[int]], spans: Sequence[Sequence[tuple[int, int]]], pad_id: int) -> Tokens:
+    width = max(len(r) for r in rows)
+    b = len(rows)
+    ids = torch.full((b, width), pad_id, dtype=torch.long)
+    att = torch.zeros((b, width), dtype=torch.long)
+    pos = torch.zeros((b, width), dtype=torch.long)
+    shifted = []
+    for i, (row, row_spans) in enumerate(zip(rows, spans)):
+        off = width - len(row)
+        ids[i, off:] = torch.tensor(list(row), dtype=torch.long)
+        att[i, off:] = 1
+        pos[i, off:] = torch.arange(len(row))
+        shifted.append([(s + off, n) for s, n in row_spans])
+    return Tokens(ids, att, pos, shifted)
+
+
+def text_messages(processor: AuraProcessor, transcript: str):
+    """The audio turn with its placeholder replaced by the transcript: what the base LLM reads."""
+    msgs = processor.messages(None, n_audio=1)
+    msgs[-1] = dict(msgs[-1], content=msgs[-1]["content"].replace(processor.prompt.placeholder, transcript))
+    return msgs
+
+
+def text_prompt_ids(processor: AuraProcessor, transcript: str) -> list[int]:
+    ids, _ = processor.encode_one(processor.render(text_messages(processor, transcript)), [])
+    return ids
+
+
+class Collator:
+    """Items -> Batch. Runs in DataLoader workers when train.num_workers > 0 (no torch RNG used)."""
+
+    def __init__(self, source: Source, processor: AuraProcessor, model_cfg: ModelConfig, cache: Cache,
+                 teacher_layers: Sequence[int], want_response: bool, want_base: bool, want_prompt_only: bool = False):
+        self.source = source
+        self.processor = processor
+        self.cfg = model_cfg
+        self.cache = cache
+        self.teacher_layers = sorted(set(teacher_layers))
+        self.want_response = want_response
+        self.want_base = want_base
+        self.want_prompt_only = want_prompt_only
+        self.audio_prompt = processor.render(processor.messages(None, n_audio=1))
+
+    def __call__(self, items: list[Item]) -> Batch:
+        waves = []
+        for it in items:
+            try:
+                waves.append(self.source.load(it, self.cfg.audio))
+            except AuraError as exc:  # validated at the start; a file changed on disk since
+                raise AuraError(f"{it.key} became unreadable during training: {exc}") from exc
+        feats, frame_lengths = audio_io.features_for(waves, self.cfg.audio)
+        n_tok = [int(n) for n in num_audio_tokens(frame_lengths, self.cfg.embedding.stack).tolist()]
+        batch = Batch([it.key for it in items], feats, frame_lengths, n_tok,
+                      student=self._student_tokens(items, n_tok, with_response=self.want_response))
+        if self.teacher_layers:
+            self._teacher(batch, items, n_tok)
+        if self.want_response:
+            self._responses(batch, items)
+            if self.want_base:
+                rows = [text_prompt_ids(self.processor, it.transcript or "") + list(it.response or []) for it in items]
+                batch.base = pad_left(rows, [[] for _ in rows], self.processor.pad_id)
+        if self.want_prompt_only:
+            batch.prompt_only = self._student_tokens(items, n_tok, with_response=False)
+        return batch
+
+    def _student_tokens(self, items: list[Item], n_tok: list[int], with_response: bool) -> Tokens:
+        rows, spans = [], []
+        for it, n in zip(items, n_tok):
+            ids, row_spans = self.processor.encode_one(self.audio_prompt, [n])
+            if with_response:
+                ids = ids + list(it.response or [])
+            rows.append(ids)
+            spans.append(row_spans)
+        return pad_left(rows, spans, self.processor.pad_id)
+
+    def _teacher(self, batch: Batch, items: list[Item], n_tok: list[int]) -> None:
+        t_max = max(n_tok)
+        per_layer: dict[int, list[torch.Tensor]] = {t: [] for t in self.teacher_layers}
+        mask = torch.zeros(len(items), t_max, dtype=torch.bool)
+        for b, it in enumerate(items):
+            states = self.cache.load_teacher(it.teacher_key)
+            if states is None:
+                raise AuraError(f"teacher states of {it.key} vanished from the cache ({self.cache.root}) during training")
+            length = min(n_tok[b], *(states[t].shape[0] for t in self.teacher_layers))
+            mask[b, :length] = True
+            for t in self.teacher_layers:
+                s = states[t][:length].float()
+                per_layer[t].append(torch.nn.functional.pad(s, (0, 0, 0, t_max - length)))
+        batch.teacher = {t: torch.stack(v) for t, v in per_layer.items()}  # (B, T, D)
+        batch.layer_mask = mask
+
+    def _responses(self, batch: Batch, items: list[Item]) -> None:
+        lists = [list(it.response or []) for it in items]
+        r_max = max(len(r) for r in lists)
+        resp = torch.zeros(len(items), r_max, dtype=torch.long)
+        mask = torch.zeros(len(items), r_max, dtype=torch.bool)
+        for b, r in enumerate(lists):
+            if r:
+                resp[b, r_max - len(r):] = torch.tensor(r, dtype=torch.long)
+                mask[b, r_max - len(r):] = True
+        batch.responses, batch.response_mask, batch.response_lists = resp, mask, lists
+
+
+def epoch_batches(n_items: int, epoch: int, seed: int, batch_size: int, world: int, rank: int) -> list[list[int]]:
+    """This process's batches (item indices) for one epoch; the same count on every process."""
+    order = np.random.default_rng([seed, epoch]).permutation(n_items).tolist()
+    per_rank = math.ceil(n_items / world)
+    order = (order * (1 + per_rank * world // max(1, n_items)))[: per_rank * world]  # wrap around
+    mine = order[rank::world]
+    return [mine[i:i + batch_size] for i in range(0, per_rank, batch_size)]
+
+
+def batches_per_epoch(n_items: int, batch_size: int, world: int) -> int:
+    return math.ceil(math.ceil(n_items / world) / batch_size)
+
+
+class ListDataset(torch.utils.data.Dataset):
+    def __init__(self, items: list[Item]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Item:
+        return self.items[i]
+
+
+def loader(items: list[Item], batches: list[list[int]], collate: Collator, num_workers: int) -> Any:
+    """An iterator of Batch for the given index batches, in order."""
+    if num_workers <= 0:
+        return (collate([items[i] for i in idx]) for idx in batches)
+    # Its own generator: creating the loader must not draw from the global RNG (exact resume).
+    return iter(torch.utils.data.DataLoader(ListDataset(items), batch_sampler=batches, collate_fn=collate,
+                                            num_workers=num_workers, generator=torch.Generator().manual_seed(0)))

@@ -1,0 +1,261 @@
+"""Before the first step: validate the clips and fill the caches (transcripts, teacher states, answers).
+
+Each stage looks in the cache first and computes only what is missing. Under ``accelerate
+launch`` the missing entries are dealt round-robin to the processes, each writes its share
+(atomically), all wait at a barrier, then every process reads the complete cache. The teacher
+is loaded lazily, on the first clip that really needs it, and released before the student is
+loaded: a warm cache means the teacher is never loaded at all, and teacher and student are never
+in memory together.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from ..config import GenerationSettings
+from ..errors import AuraError
+from .batching import text_prompt_ids
+from .cache import Cache, response_key, sha256_text, teacher_key, transcript_key
+from .data import DataReport, Item, Source
+from .progress import Reporter
+from .teacher import Teacher, TeacherInfo, align_and_pool, student_conv_frames
+
+
+class StopRequested(Exception):
+    """SIGINT/SIGTERM arrived while filling the caches (what is cached so far stays cached)."""
+
+    def __init__(self, signal_name: str):
+        super().__init__(signal_name)
+        self.signal = signal_name
+
+
+@dataclass
+class Ranks:
+    """Who am I among the processes, how to wait for the others, and whether a stop was requested."""
+
+    rank: int = 0
+    world: int = 1
+    barrier: Callable[[], None] = lambda: None
+    stop: Callable[[], str | None] = lambda: None
+
+    def share(self, items: list) -> list:
+        return items[self.rank::self.world]
+
+
+class StageProgress:
+    """progress events for one preparation stage: done/total clips, rate and ETA."""
+
+    def __init__(self, reporter: Reporter, stage: str, total: int, ranks: Ranks):
+        self.reporter, self.stage, self.total, self.ranks = reporter, stage, total, ranks
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+        self.emit(0, force=True)
+
+    def emit(self, done: int, force: bool = False) -> None:
+        stop = self.ranks.stop()
+        if stop:
+            raise StopRequested(stop)
+        now = time.perf_counter()
+        if not force and now - self.last < 0.5 and done < self.total:
+            return
+        self.last = now
+        elapsed = now - self.t0
+        rate = done / elapsed if elapsed > 0 and done else None
+        eta = (self.total - done) / rate if rate else None
+        self.reporter.event("progress", stage=self.stage, done=done, total=self.total, step=0, total_steps=None,
+                            epoch=0.0, loss=None, lr=None, samples_per_s=rate, eta_s=eta, elapsed_s=elapsed)
+
+
+class LazyTeacher:
+    """Loads the teacher on first use only."""
+
+    def __init__(self, info: TeacherInfo, device: torch.device, dtype: torch.dtype, trust_remote_code: bool,
+                 loader: Callable[..., Teacher] | None = None):
+        self.info, self.device, self.dtype, self.trust = info, device, dtype, trust_remote_code
+        self.loader = loader or Teacher.load
+        self._teacher: Teacher | None = None
+        self.loaded = False  # ever loaded in this run (the training summary records it)
+
+    def get(self) -> Teacher:
+        if self._teacher is None:
+            self._teacher = self.loader(self.info, self.device, self.dtype, self.trust)
+            self.loaded = True
+        return self._teacher
+
+    def release(self) -> None:
+        if self._teacher is not None:
+            self._teacher.release()
+            self._teacher = None
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+# ------------------------------------------------------------------ 1. clips
+def validate_items(items: list[Item], source: Source, audio_cfg, report: DataReport, reporter: Reporter,
+                   ranks: Ranks, teacher_window_s: float | None) -> list[Item]:
+    """Decode every clip once: unreadable, empty, silent, too long -> skipped with the reason; hash the rest."""
+    from .cache import hash_waveform
+
+    progress = StageProgress(reporter, "validate", len(items), ranks)
+    good = []
+    for i, it in enumerate(items, 1):
+        try:
+            wave = source.load(it, audio_cfg)
+        except AuraError as exc:
+            report.skip(it.key, str(exc))
+        else:
+            seconds = len(wave) / audio_cfg.sample_rate
+            if teacher_window_s is not None and seconds > teacher_window_s + 1e-9:
+                report.skip(it.key, f"clip is {seconds:.2f} s, longer than the teacher's {teacher_window_s:g} s window")
+            else:
+                it.audio_hash = hash_waveform(wave, audio_cfg.sample_rate)
+                it.num_samples = len(wave)
+                good.append(it)
+        progress.emit(i)
+    return good
+
+
+# ------------------------------------------------------------------ 2. transcripts
+def fill_transcripts(items: list[Item], needed: bool, teacher: LazyTeacher, cache: Cache, source: Source,
+                     audio_cfg, train_cfg, report: DataReport, reporter: Reporter, ranks: Ranks) -> list[Item]:
+    """Give every clip a transcript (dataset, else the teacher's, cached) when the response terms need one."""
+    lacking = [it for it in items if not it.transcript]
+    if not needed or not lacking:
+        return items
+    info = teacher.info
+    if not (train_cfg.transcribe and info.can_transcribe):
+        why = ("train.transcribe is off" if not train_cfg.transcribe else
+               f"teacher {info.ref!r} cannot transcribe (it needs Whisper's decoder and a tokenizer)")
+        for it in lacking:
+            report.skip(it.key, f"no transcript, and {why}")
+        return [it for it in items if it.transcript]
+    if info.window_samples:
+        window_s = info.window_samples / info.sample_rate
+        too_long = [it for it in lacking if it.num_samples / audio_cfg.sample_rate > window_s + 1e-9]
+        for it in too_long:
+            report.skip(it.key, f"no transcript, and the clip is longer than the teacher's {window_s:g} s window")
+        dropped = {it.key for it in too_long}
+        lacking = [it for it in lacking if it.key not in dropped]
+        items = [it for it in items if it.key not in dropped]
+    settings = {"max_tokens": train_cfg.transcript_max_tokens, "language": train_cfg.transcribe_language,
+                "features": info.describe_features()}
+    keys = {it.key: transcript_key(it.audio_hash, info.fingerprint, settings) for it in lacking}
+    missing = [it for it in lacking if cache.load_transcript(keys[it.key]) is None]
+    cache.stats["transcript_hits"] += len(lacking) - len(missing)
+    cache.stats["transcript_misses"] += len(missing)
+    ranks.barrier()  # everyone has looked before anyone writes: the shares cover `missing` exactly
+    mine = ranks.share(missing)
+    progress = StageProgress(reporter, "transcripts", len(mine), ranks)
+    done = 0
+    for chunk in _chunks(mine, train_cfg.teacher_batch_size):
+        waves = [source.load(it, audio_cfg) for it in chunk]
+        texts = teacher.get().transcribe(waves, audio_cfg.sample_rate, train_cfg.transcript_max_tokens,
+                                         train_cfg.transcribe_language)
+        for it, text in zip(chunk, texts):
+            cache.save_transcript(keys[it.key], text)
+        done += len(chunk)
+        progress.emit(done)
+    ranks.barrier()
+    for it in lacking:
+        text = cache.load_transcript(keys[it.key])
+        if text:
+            it.transcript, it.transcript_source = text, "teacher"
+        else:
+            report.skip(it.key, "no transcript, and the teacher's transcript of it is empty")
+    return [it for it in items if it.transcript]
+
+
+# ------------------------------------------------------------------ 3. teacher states
+def teacher_alignment(audio_cfg, stack: int, info: TeacherInfo) -> dict[str, Any]:
+    """Everything besides audio, teacher and layers that the cached states depend on."""
+    return {"student_audio": {"sample_rate": audio_cfg.sample_rate, "n_fft": audio_cfg.n_fft,
+                              "hop_length": audio_cfg.hop_length}, "stack": stack,
+            "teacher_features": info.describe_features()}
+
+
+def fill_teacher_states(items: list[Item], teacher_layers: list[int], teacher: LazyTeacher, cache: Cache,
+                        source: Source, audio_cfg, stack: int, train_cfg, reporter: Reporter, ranks: Ranks) -> None:
+    """Make sure the pooled fp16 states of the mapped teacher layers of every clip are in the cache."""
+    info = teacher.info
+    alignment = teacher_alignment(audio_cfg, stack, info)
+    for it in items:
+        it.teacher_key = teacher_key(it.audio_hash, info.fingerprint, teacher_layers, alignment)
+    missing = []
+    for it in items:
+        states = cache.load_teacher(it.teacher_key)
+        if states is None or any(t not in states for t in teacher_layers):
+            missing.append(it)
+    cache.stats["teacher_hits"] += len(items) - len(missing)
+    cache.stats["teacher_misses"] += len(missing)
+    ranks.barrier()  # everyone has looked before anyone writes: the shares cover `missing` exactly
+    mine = ranks.share(missing)
+    progress = StageProgress(reporter, "teacher", len(mine), ranks)
+    done = 0
+    for chunk in _chunks(mine, train_cfg.teacher_batch_size):
+        waves = [source.load(it, audio_cfg) for it in chunk]
+        encoded = teacher.get().encode(waves, audio_cfg.sample_rate, teacher_layers)
+        for it, states in zip(chunk, encoded):
+            n_frames = student_conv_frames(it.num_samples, audio_cfg)
+            cache.save_teacher(it.teacher_key, {t: align_and_pool(s, n_frames, stack) for t, s in states.items()})
+        done += len(chunk)
+        progress.emit(done)
+    ranks.barrier()
+
+
+# ------------------------------------------------------------------ 4. base answers
+def base_fingerprint(student_fp: str, tokenizer, quantization: str, dtype: torch.dtype) -> str:
+    return sha256_text(student_fp, len(tokenizer), quantization, str(dtype))
+
+
+@torch.no_grad()
+def fill_responses(items: list[Item], aura, processor, eos_ids: list[int], base_fp: str, cache: Cache,
+                   train_cfg, reporter: Reporter, ranks: Ranks) -> None:
+    """The base LLM's greedy answer to each transcript (adapter disabled), generated once and cached as ids."""
+    from .batching import pad_left
+
+    max_tokens = train_cfg.response_max_tokens
+    prompts = {it.key: text_prompt_ids(processor, it.transcript or "") for it in items}
+    keys = {it.key: response_key(base_fp, prompts[it.key], "", max_tokens) for it in items}
+    missing = [it for it in items if cache.load_response(keys[it.key]) is None]
+    cache.stats["response_hits"] += len(items) - len(missing)
+    cache.stats["response_misses"] += len(missing)
+    ranks.barrier()  # everyone has looked before anyone writes: the shares cover `missing` exactly
+    mine = sorted(ranks.share(missing), key=lambda it: (len(prompts[it.key]), it.key))  # less padding
+    progress = StageProgress(reporter, "responses", len(mine), ranks)
+    gen = GenerationSettings(max_new_tokens=max_tokens)
+    was_training = aura.training
+    aura.eval()
+    done = 0
+    try:
+        for chunk in _chunks(mine, train_cfg.response_batch_size):
+            toks = pad_left([prompts[it.key] for it in chunk], [[] for _ in chunk], processor.pad_id)
+            with aura.adapter_disabled():
+                out = aura.generate_ids(toks.input_ids, toks.attention_mask, gen=gen, eos_ids=eos_ids,
+                                        pad_id=processor.pad_id)
+            for it, row in zip(chunk, out.tolist()):
+                ids = cut_at_eos(row, eos_ids, keep_eos=True)
+                cache.save_response(keys[it.key], ids, processor.decode(cut_at_eos(ids, eos_ids)))
+            done += len(chunk)
+            progress.emit(done)
+    finally:
+        aura.train(was_training)
+    ranks.barrier()
+    for it in items:
+        it.response = cache.load_response(keys[it.key])
+        if not it.response:  # cannot happen unless the cache folder is tampered with
+            raise AuraError(f"the base model's answer for {it.key} is missing from the cache {cache.root}")
+
+
+def cut_at_eos(ids: list[int], eos_ids: list[int], keep_eos: bool = False) -> list[int]:
+    eos = set(eos_ids)
+    for i, t in enumerate(ids):
+        if t in eos:
+            return list(ids[: i + 1] if keep_eos else ids[:i])
+    return list(ids)

@@ -1,0 +1,356 @@
+"""The trainer end to end, in-process, on tiny random models: losses, caches, bundle, errors, interrupts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from aura_model.bundle import load_bundle, read_bundle_config
+from aura_model.config import RuntimeConfig
+from aura_model.errors import AuraError
+from aura_model.tiny import save_tiny_base, tiny_llm, tiny_tokenizer
+from aura_model.train import ListReporter, build_spec, train
+from aura_model.train.command import add_arguments, run
+from aura_model.train.teacher import Teacher
+from aura_model.train.tiny import make_clip_folder, save_tiny_wav2vec2, save_tiny_whisper, speech_like
+
+from helpers import assert_close
+
+TINY = {  # small and fast: one CPU thread (no spin-waiting on a shared machine), a thin embedding and LoRA
+    "train.num_threads": "1", "embedding.conv_channels": "32", "lora.r": "8", "train.response_max_tokens": "6",
+    "train.batch_size": "8", "train.lr": "3e-3", "train.scheduler": "constant", "train.max_steps": "3",
+    "train.val_fraction": "0.2",
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    return {
+        "root": root,
+        "base": save_tiny_base(root / "base"),
+        "whisper": save_tiny_whisper(root / "whisper", max_source_positions=100),
+        "clips": make_clip_folder(root / "clips", 10),
+        "cache": root / "cache",
+    }
+
+
+def make_spec(world, out, overrides=None, resume=False, **paths):
+    o = dict(TINY, **{"train.cache_dir": str(world["cache"])})
+    o.update({k: str(v) for k, v in (overrides or {}).items()})
+    p = {"teacher": str(world["whisper"]), "student": str(world["base"]), "data": str(world["clips"]),
+         "output": str(out)}
+    p.update({k: str(v) for k, v in paths.items()})
+    return build_spec(None, o, p, resume=resume)
+
+
+def tensors(bundle):
+    out = {}
+    for name in ("adapter_model.safetensors", "audio_embedding.safetensors"):
+        out.update({f"{name}:{k}": v for k, v in load_file(str(bundle / name)).items()})
+    return out
+
+
+# ---------------------------------------------------------------------- the main path
+def test_short_run_halves_the_loss_and_writes_a_valid_bundle(world, tmp_path):
+    rep = ListReporter()
+    out = tmp_path / "bundle"
+    result = train(make_spec(world, out, {"train.max_steps": 25, "train.eval_every": 10}), rep)
+    first, last = result.losses[0]["loss"], result.losses[-1]["loss"]
+    print(f"\nloss {first:.4f} -> {last:.4f} in {result.steps} steps ({result.samples_per_s:.1f} samples/s)")
+    assert last <= 0.5 * first
+    assert result.exit_code == 0 and result.output == out and result.steps == 25
+
+    progress = [e for e in rep.of("progress") if e["stage"] == "train"]
+    assert [e["step"] for e in progress] == list(range(1, 26))
+    for key in ("step", "total_steps", "epoch", "loss", "loss_layer", "loss_kl", "lr", "samples_per_s", "eta_s"):
+        assert progress[-1][key] is not None, key
+    assert "loss_ce" not in progress[-1]  # w_ce = 0: that term is off
+    evals = rep.of("eval")
+    assert [e["step"] for e in evals] == [10, 20, 25]  # every 10 steps and at the end
+    for key in ("val_cosine_s1_t1", "val_cosine_s2_t2", "val_cosine", "val_kl", "val_agreement", "val_loss"):
+        assert key in evals[-1], key
+    assert evals[-1]["val_cosine"] > evals[0]["val_cosine"]  # the student moves towards the teacher
+    (finished,) = rep.of("finished")
+    assert finished["output"] == str(out) and finished["data"]["n_train"] == 8 and finished["data"]["n_val"] == 2
+
+    meta = read_bundle_config(out)
+    assert meta["teacher"] == str(world["whisper"]) and meta["base"]["id"] == str(world["base"])
+    training = meta["training"]
+    assert training["steps"] == 25 and training["layer_map"] == [[1, 1], [2, 2]]
+    assert training["first_loss"] == pytest.approx(first) and training["teacher_loaded"] is True
+    assert meta["metrics"]["val_cosine"] == pytest.approx(evals[-1]["val_cosine"])
+    assert not any("heads" in k for k in tensors(out))  # projection heads are training-only
+    loaded = load_bundle(out, RuntimeConfig(device="cpu"))
+    trained = load_file(str(out / "audio_embedding.safetensors"))
+    assert_close(loaded.model.embedding.conv1.weight, trained["conv1.weight"], atol=0, rtol=0)
+
+
+def test_warm_cache_never_loads_the_teacher(world, tmp_path):
+    cache = tmp_path / "cache"
+    cold = train(make_spec(world, tmp_path / "a", {"train.max_steps": 1, "train.cache_dir": cache}), ListReporter())
+    assert cold.teacher_loaded and cold.cache["teacher_misses"] == 10 and cold.cache["response_misses"] == 10
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the teacher was loaded although everything was cached")
+
+    warm = train(make_spec(world, tmp_path / "b", {"train.max_steps": 1, "train.cache_dir": cache}), ListReporter(),
+                 teacher_loader=refuse)
+    assert not warm.teacher_loaded
+    assert warm.cache["teacher_hits"] == 10 and warm.cache["teacher_misses"] == 0 and warm.cache["response_hits"] == 10
+    assert warm.losses[0]["loss"] == pytest.approx(cold.losses[0]["loss"], abs=1e-6)  # same targets from the cache
+
+
+def test_teacher_writes_missing_transcripts_once(world, tmp_path):
+    data = make_clip_folder(tmp_path / "untranscribed", 4, seed=5, transcripts=False)
+    cache = tmp_path / "cache"
+    first = train(make_spec(world, tmp_path / "a", {"train.max_steps": 1, "train.cache_dir": cache}, data=data),
+                  ListReporter())
+    written = first.data["transcripts"].get("teacher", 0)
+    empty = [s for s in first.data["skipped"] if "teacher's transcript of it is empty" in s["reason"]]
+    assert written + len(empty) == 4 and written >= 1
+    assert first.cache["transcript_misses"] == 4 and len(list((cache / "transcripts").rglob("*.json"))) == 4
+    again = train(make_spec(world, tmp_path / "b", {"train.max_steps": 1, "train.cache_dir": cache}, data=data),
+                  ListReporter(), teacher_loader=lambda *a: pytest.fail("teacher loaded"))
+    assert again.cache["transcript_hits"] == 4 and again.data["transcripts"] == first.data["transcripts"]
+
+
+def test_loss_terms_switch_off(world, tmp_path):
+    only_kl = train(make_spec(world, tmp_path / "a", {"distill.w_layer": 0, "train.max_steps": 2}), ListReporter(),
+                    teacher_loader=lambda *a: pytest.fail("no layer loss and transcripts given: no teacher needed"))
+    assert set(only_kl.losses[-1]) == {"step", "loss", "loss_kl"}
+    assert "val_cosine" not in only_kl.metrics and "val_kl" in only_kl.metrics
+    only_ce = train(make_spec(world, tmp_path / "b", {"distill.w_layer": 0, "distill.w_kl": 0, "distill.w_ce": 1,
+                                                     "train.max_steps": 2}), ListReporter())
+    assert set(only_ce.losses[-1]) == {"step", "loss", "loss_ce"}
+    assert only_ce.losses[-1]["loss"] == pytest.approx(only_ce.losses[-1]["loss_ce"])
+
+
+def test_wav2vec2_teacher_without_transcripts_trains_on_the_layer_loss(world, tmp_path):
+    w2v = save_tiny_wav2vec2(tmp_path / "w2v")
+    data = make_clip_folder(tmp_path / "untranscribed", 4, seed=6, transcripts=False)
+    with pytest.raises(AuraError, match=r"no usable items.*cannot transcribe"):
+        train(make_spec(world, tmp_path / "a", teacher=w2v, data=data), ListReporter())
+    result = train(make_spec(world, tmp_path / "b", {"distill.w_kl": 0, "train.max_steps": 2}, teacher=w2v, data=data),
+                   ListReporter())
+    assert result.output.is_dir() and set(result.losses[-1]) == {"step", "loss", "loss_layer"}
+    assert read_bundle_config(result.output)["training"]["teacher_info"]["model_type"] == "wav2vec2"
+
+
+def test_gradient_checkpointing_does_not_change_the_math(world, tmp_path):
+    plain = train(make_spec(world, tmp_path / "a", {"train.max_steps": 3}), ListReporter())
+    ckpt = train(make_spec(world, tmp_path / "b", {"train.max_steps": 3, "train.gradient_checkpointing": True}),
+                 ListReporter())
+    for a, b in zip(plain.losses, ckpt.losses):
+        assert b["loss"] == pytest.approx(a["loss"], abs=1e-5)
+
+
+# ---------------------------------------------------------------------- bad data and bad models
+def test_corrupt_empty_and_untranscribed_items_are_skipped_and_reported(world, tmp_path):
+    data = make_clip_folder(tmp_path / "messy", 5, seed=7)
+    (data / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + os.urandom(64))
+    (data / "corrupt.txt").write_text("hello")
+    (data / "empty.wav").write_bytes(b"")
+    import soundfile as sf
+
+    sf.write(str(data / "no_words.wav"), speech_like(0.7, 9), 16000)
+    (data / "no_words.txt").write_bytes(b"")  # a 0-byte transcript
+    rep = ListReporter()
+    result = train(make_spec(world, tmp_path / "out", {"train.max_steps": 2}, data=data), rep)
+    skipped = {s["item"]: s["reason"] for s in result.data["skipped"]}
+    assert set(skipped) == {"corrupt.wav", "empty.wav", "no_words.wav"}
+    assert "empty (0 samples)" in skipped["empty.wav"] or "cannot read audio" in skipped["empty.wav"]
+    assert "transcript file no_words.txt is empty" == skipped["no_words.wav"]
+    assert result.data["n_train"] + result.data["n_val"] == 5
+    (finished,) = rep.of("finished")
+    assert finished["data"]["n_skipped"] == 3
+    assert read_bundle_config(result.output)["training"]["data_report"]["n_skipped"] == 3
+    assert any("skipped corrupt.wav" in m for m in rep.messages)
+
+
+def test_no_usable_items_is_a_clear_error(world, tmp_path):
+    data = tmp_path / "all-bad"
+    data.mkdir()
+    (data / "a.wav").write_bytes(b"")
+    (data / "b.wav").write_bytes(b"not audio at all")
+    with pytest.raises(AuraError, match=r"no usable items in .*all 2 skipped - a.wav: .*b.wav"):
+        train(make_spec(world, tmp_path / "out", data=data), ListReporter())
+    assert not (tmp_path / "out").exists()
+
+
+def test_student_without_chat_template_is_refused(world, tmp_path):
+    tok = tiny_tokenizer()
+    tok.chat_template = None
+    plain = tmp_path / "plain-lm"
+    tiny_llm(vocab_size=len(tok)).save_pretrained(str(plain))
+    tok.save_pretrained(str(plain))
+    with pytest.raises(AuraError, match="has no chat template"):
+        train(make_spec(world, tmp_path / "out", student=plain), ListReporter())
+
+
+def test_teachers_that_are_not_audio_encoders_are_refused(world, tmp_path):
+    from transformers import BertConfig
+
+    BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64).save_pretrained(
+        str(tmp_path / "bert"))
+    with pytest.raises(AuraError, match="not audio"):
+        train(make_spec(world, tmp_path / "o1", teacher=tmp_path / "bert"), ListReporter())
+
+    class NoStates(torch.nn.Module):
+        def get_encoder(self):
+            return self
+
+        def forward(self, input_features, output_hidden_states=False):
+            return (torch.zeros(1),)  # a plain tuple: no hidden_states anywhere
+
+    def stub_loader(info, device, dtype, trust):
+        return Teacher(info, NoStates(), device, dtype)
+
+    with pytest.raises(AuraError, match="returned no hidden_states"):
+        train(make_spec(world, tmp_path / "o2", {"train.cache_dir": tmp_path / "fresh"}), ListReporter(),
+              teacher_loader=stub_loader)
+
+
+# ---------------------------------------------------------------------- interrupts, checkpoints, resume
+def sigterm_at(step):
+    def hook(s):
+        if s == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+    return hook
+
+
+def test_sigterm_checkpoints_and_resume_matches_an_uninterrupted_run(world, tmp_path):
+    knobs = {"train.max_steps": 9, "train.batch_size": 3, "train.grad_accum": 2, "train.checkpoint_every": 2,
+             "train.keep_checkpoints": 2, "train.deterministic": True, "train.eval_every": 4,
+             "train.warmup_steps": 2, "train.scheduler": "cosine", "distill.w_ce": 0.5}
+    whole = train(make_spec(world, tmp_path / "whole", knobs), ListReporter())
+    handler = signal.getsignal(signal.SIGTERM)
+    rep = ListReporter()
+    cut = train(make_spec(world, tmp_path / "cut", knobs), rep, on_step=sigterm_at(5))
+    assert cut.interrupted == "SIGTERM" and cut.exit_code == 143 and cut.output is None
+    assert [(e["step"], e["reason"]) for e in rep.of("checkpoint")] == [(2, "interval"), (4, "interval"),
+                                                                         (5, "SIGTERM")]
+    ckpts = sorted(p.name for p in (tmp_path / "cut.checkpoints").iterdir())
+    assert ckpts == ["step-00000004", "step-00000005"]  # the last two kept, no temp folders left
+    assert signal.getsignal(signal.SIGTERM) is handler  # our handler is gone again
+
+    rep2 = ListReporter()
+    resumed = train(make_spec(world, tmp_path / "cut", knobs, resume=True), rep2)
+    assert [e["step"] for e in rep2.of("progress") if e["stage"] == "train"][0] == 6
+    assert resumed.steps == 9 and len(resumed.losses) == 9
+    a, b = tensors(tmp_path / "whole"), tensors(tmp_path / "cut")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert_close(b[k], a[k], atol=1e-6, rtol=0, what=k)
+    assert resumed.losses[-1]["loss"] == pytest.approx(whole.losses[-1]["loss"], abs=1e-6)
+
+
+def test_resume_refuses_missing_or_mismatched_checkpoints(world, tmp_path):
+    with pytest.raises(AuraError, match="--resume: no checkpoint in"):
+        train(make_spec(world, tmp_path / "none", resume=True), ListReporter())
+    train(make_spec(world, tmp_path / "run", {"train.checkpoint_every": 1, "train.max_steps": 1}), ListReporter())
+    with pytest.raises(AuraError, match=r"other settings \(train.lr 0.003 -> 0.001\)"):
+        train(make_spec(world, tmp_path / "run", {"train.lr": "1e-3", "train.max_steps": 2}, resume=True),
+              ListReporter())
+    more = train(make_spec(world, tmp_path / "run", {"train.max_steps": 2}, resume=True), ListReporter())
+    assert more.steps == 2 and len(more.losses) == 2  # a longer run continues where the last one stopped
+
+
+# ---------------------------------------------------------------------- the command
+def command(argv):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def test_command_prints_json_lines_and_errors(world, tmp_path, capsys):
+    flags = [f"--{k}={v}" for k, v in TINY.items()] + [f"--train.cache_dir={world['cache']}"]
+    code = command(["--teacher", str(world["whisper"]), "--student", str(world["base"]), "--data", str(world["clips"]),
+                    "--output", str(tmp_path / "out"), "--max-steps", "2", "--progress-json", *flags])
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    events = [json.loads(line) for line in lines]  # every stdout line is one JSON object
+    assert {e["event"] for e in events} == {"progress", "eval", "finished"}
+    assert events[-1]["event"] == "finished" and events[-1]["step"] == 2
+
+    code = command(["--teacher", str(world["whisper"]), "--student", str(world["base"]),
+                    "--data", str(tmp_path / "missing"), "--output", str(tmp_path / "o2"), "--progress-json", *flags])
+    captured = capsys.readouterr()
+    assert code == 1
+    (error,) = [json.loads(line) for line in captured.out.strip().splitlines()]
+    assert error["event"] == "error" and "does not exist" in error["message"]
+    assert "aura train: error:" in captured.err
+
+    assert command(["--teacher", "t"]) == 1
+    assert "missing --student, --data, --output" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("error:.*autograd kernel was not registered")  # gradients must flow through 4-bit layers
+def test_4bit_base_trains_on_cpu(world, tmp_path):
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes not installed")
+    base = save_tiny_base(tmp_path / "base128", hidden=128, intermediate=256)
+    result = train(make_spec(world, tmp_path / "q", {"train.quantization": "4bit", "train.max_steps": 2,
+                                                      "train.gradient_checkpointing": True}, student=base),
+                   ListReporter())
+    assert result.output.is_dir() and all(torch.isfinite(torch.tensor(r["loss"])) for r in result.losses)
+    assert read_bundle_config(result.output)["training"]["quantization"] == "4bit"
+
+
+def test_dataloader_workers_and_bf16_autocast(world, tmp_path):
+    plain = train(make_spec(world, tmp_path / "a"), ListReporter())
+    workers = train(make_spec(world, tmp_path / "b", {"train.num_workers": 2}), ListReporter())
+    assert [r["loss"] for r in workers.losses] == [r["loss"] for r in plain.losses]  # same batches, same order
+    bf16 = train(make_spec(world, tmp_path / "c", {"train.mixed_precision": "bf16"}), ListReporter())
+    assert read_bundle_config(bf16.output)["training"]["mixed_precision"] == "bf16"
+    for a, b in zip(plain.losses, bf16.losses):
+        assert b["loss"] == pytest.approx(a["loss"], rel=0.02)  # autocast rounds, the math is the same
+
+
+def test_trains_on_a_huggingface_dataset(world, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    wavs = sorted(str(p) for p in world["clips"].glob("*.wav"))[:6]
+    texts = [(world["clips"] / f"{os.path.basename(p)[:-4]}.txt").read_text().strip() for p in wavs]
+    ds = datasets.Dataset.from_dict({"audio": wavs, "text": texts}).cast_column("audio", datasets.Audio())
+    ds.save_to_disk(str(tmp_path / "hf"))
+    cache = {"train.max_steps": 1, "train.cache_dir": tmp_path / "cache"}
+    folder = train(make_spec(world, tmp_path / "a", cache), ListReporter())
+    assert folder.cache["teacher_misses"] == 10
+    result = train(make_spec(world, tmp_path / "b", cache, data=tmp_path / "hf"), ListReporter())
+    assert result.data["kind"] == "hf" and result.data["n_train"] + result.data["n_val"] == 6
+    assert result.output.is_dir() and result.losses
+    # the same audio as six of the folder's clips: the cache is keyed by content, not by file or dataset
+    assert result.cache["teacher_hits"] == 6 and result.cache["teacher_misses"] == 0
+
+
+def test_terminal_progress_bar(world, tmp_path):
+    import io
+
+    from aura_model.train import TqdmReporter
+
+    stream = io.StringIO()
+    train(make_spec(world, tmp_path / "out"), TqdmReporter(stream=stream))
+    text = stream.getvalue()
+    assert "train: 100%" in text and "loss=" in text and "eval @ step 3" in text and "finished at step 3" in text
+
+
+def test_a_stop_while_filling_the_cache_keeps_what_was_cached(world, tmp_path):
+    knobs = {"train.cache_dir": tmp_path / "cache", "train.teacher_batch_size": 4, "train.max_steps": 1}
+
+    def load_then_sigterm(*args):
+        teacher = Teacher.load(*args)
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the teacher works on its first batch of clips
+        return teacher
+
+    rep = ListReporter()
+    stopped = train(make_spec(world, tmp_path / "a", knobs), rep, teacher_loader=load_then_sigterm)
+    assert stopped.interrupted == "SIGTERM" and stopped.exit_code == 143
+    assert stopped.checkpoint is None and stopped.output is None and not rep.of("checkpoint")
+    assert len(list((tmp_path / "cache" / "teacher").rglob("*.safetensors"))) == 4  # the first batch is kept
+    again = train(make_spec(world, tmp_path / "a", knobs), ListReporter())
+    assert again.cache["teacher_hits"] == 4 and again.cache["teacher_misses"] == 6 and again.output.is_dir()
