@@ -19,9 +19,9 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
-def _runtime_args(p: argparse.ArgumentParser) -> None:
+def _runtime_args(p: argparse.ArgumentParser, device_flag: str = "--device") -> None:
     g = p.add_argument_group("runtime")
-    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    g.add_argument(device_flag, dest="device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     g.add_argument("--quantization", default="auto", help="auto | 4bit | 8bit | none (auto: 4-bit on CUDA, none on CPU)")
     g.add_argument("--trust-remote-code", action="store_true",
                    help="allow a hub model's own Python code to run (off unless you trust the model's authors)")
@@ -51,6 +51,29 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--stats", action="store_true", help="print time to first token and tokens/s on stderr")
     _runtime_args(chat)
     _generation_args(chat)
+
+    listen = sub.add_parser("listen", help="answer what the microphone hears (VAD endpointing, no window); "
+                                           "answers stream to stdout")
+    listen.add_argument("--bundle", help="AuRA bundle folder (default: the bundled demo model)")
+    listen.add_argument("--base", help="base LLM override (hub id or folder) for the bundle")
+    listen.add_argument("--device", dest="input", metavar="NAME",
+                        help="microphone: index or (part of) its name (default: the system default; see "
+                             "--list-devices); the compute device is --compute-device here")
+    listen.add_argument("--list-devices", action="store_true", help="print the input devices and exit")
+    listen.add_argument("--once", action="store_true", help="stop after answering one utterance")
+    listen.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                        help="give up (exit 1) when nothing is heard for this long")
+    listen.add_argument("--system", metavar="TEXT", default=None, help="system prompt (default: the bundle's)")
+    listen.add_argument("--save-audio", metavar="DIR", help="write each utterance as a wav file here (what the model heard)")
+    listen.add_argument("--stats", action="store_true", help="print latency (end of speech to first token) on stderr")
+    vad = listen.add_argument_group("voice activity detection")
+    vad.add_argument("--aggressiveness", type=int, default=2, help="webrtcvad mode 0..3 (default 2)")
+    vad.add_argument("--pre-roll-ms", type=int, default=450, help="audio kept before the onset (default 450)")
+    vad.add_argument("--hangover-ms", type=int, default=600, help="silence that ends an utterance (default 600)")
+    vad.add_argument("--min-speech-ms", type=int, default=250, help="shorter utterances are dropped (default 250)")
+    vad.add_argument("--max-speech-ms", type=int, default=30000, help="longer utterances are cut (default 30000)")
+    _runtime_args(listen, device_flag="--compute-device")
+    _generation_args(listen)
 
     info = sub.add_parser("info", help="show what a bundle contains")
     info.add_argument("bundle", nargs="?", help="bundle folder (default: the bundled demo model)")
@@ -129,6 +152,64 @@ def cmd_chat(args) -> int:
     return 0
 
 
+def cmd_listen(args) -> int:
+    from aura_model.assistant import Assistant
+    from aura_model.config import GenerationSettings, RuntimeConfig
+
+    from .listening import VadConfig, list_input_devices
+    from .listening.pipeline import HeardAnswer, ListenPipeline, save_segment
+
+    if args.list_devices:
+        for d in list_input_devices():
+            print(f"{d['index']:3d}  {d['name']}  ({d['channels']} ch, {d['default_samplerate']:.0f} Hz)")
+        return 0
+    runtime = RuntimeConfig(device=args.device, quantization=args.quantization)
+    gen = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                             top_p=args.top_p, seed=args.seed)
+    vad = VadConfig(aggressiveness=args.aggressiveness, pre_roll_ms=args.pre_roll_ms, hangover_ms=args.hangover_ms,
+                    post_roll_ms=min(150, args.hangover_ms), min_speech_ms=args.min_speech_ms,
+                    max_speech_ms=args.max_speech_ms)
+    assistant = Assistant.open(args.bundle or _default_bundle_or_error(), args.base, runtime, args.trust_remote_code)
+    for notice in assistant.loaded.resolved.notices:
+        print(f"aura: {notice}", file=sys.stderr)
+    pipeline = ListenPipeline(assistant, device=args.input, vad_config=vad, gen=gen, system_prompt=args.system)
+    pipeline.open()
+    print("listening", file=sys.stderr, flush=True)
+    count, waiting_since = 0, time.monotonic()
+    try:
+        while True:
+            heard = pipeline.next_segment(timeout_s=0.2)
+            for problem in pipeline.errors():  # the listener retries by itself; say what happened
+                print(f"aura: warning: {problem}", file=sys.stderr, flush=True)
+            if heard is None:
+                if args.timeout is not None and time.monotonic() - waiting_since > args.timeout:
+                    from aura_model.errors import AuraError
+
+                    raise AuraError(f"nothing was heard within {args.timeout:g} s")
+                continue
+            count += 1
+            if args.save_audio:
+                save_segment(args.save_audio, count, heard.segment)
+            for item in pipeline.stream_answer(heard):
+                if isinstance(item, HeardAnswer):
+                    sys.stdout.write("\n")
+                    sys.stdout.flush()
+                    if args.stats:
+                        ftt = "n/a (empty answer)" if item.first_token_ms is None else (
+                            f"{item.first_token_ms:.0f} ms (VAD hang-over {heard.segment.endpoint_delay_s * 1000:.0f}"
+                            f" ms, model {item.model_first_token_ms:.0f} ms)")
+                        print(f"aura: heard {heard.segment.duration_s:.1f} s; end of speech to first token {ftt}",
+                              file=sys.stderr, flush=True)
+                else:
+                    sys.stdout.write(item)
+                    sys.stdout.flush()
+            if args.once:
+                return 0
+            waiting_since = time.monotonic()
+    finally:
+        pipeline.close()
+
+
 def cmd_info(args) -> int:
     from aura_model.bundle import bundle_info
 
@@ -195,7 +276,7 @@ def cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"chat": cmd_chat, "info": cmd_info, "train": cmd_train, "eval": cmd_eval, "demo": cmd_demo}
+COMMANDS = {"chat": cmd_chat, "listen": cmd_listen, "info": cmd_info, "train": cmd_train, "eval": cmd_eval, "demo": cmd_demo}
 
 
 def _quiet_libraries() -> None:

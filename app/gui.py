@@ -1,13 +1,129 @@
-"""Entry point of `aura-gui`. The Chat window lands with its own issue; until then this says so."""
+"""Entry point of `aura-gui` (and `python -m app`): the desktop window.
+
+    aura-gui [--bundle DIR] [--base MODEL] [--device auto|cpu|cuda|cuda:N] [--settings FILE.ini]
+
+The options apply to this run only (the Settings dialog changes them for good).
+Unexpected exceptions are logged to the app's log folder (platformdirs) and shown
+in a message box; they never close the window.
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import os
 import sys
+import traceback
+from pathlib import Path
+
+APP_NAME = "AuRA"
+
+
+def log_dir() -> Path:
+    from platformdirs import user_log_path
+
+    return user_log_path(APP_NAME, APP_NAME)
+
+
+def _setup_logging() -> Path | None:
+    try:
+        folder = log_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "aura-gui.log"
+        logging.basicConfig(filename=str(path), level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return path
+    except OSError:  # a read-only home must not stop the app
+        logging.basicConfig(level=logging.WARNING)
+        return None
+
+
+def _install_excepthook(log_path: Path | None) -> None:
+    """Show, log and survive exceptions that escape a slot (PySide6 would print them and go on)."""
+    def hook(exc_type, exc, tb):
+        if issubclass(exc_type, KeyboardInterrupt):
+            sys.__excepthook__(exc_type, exc, tb)
+            return
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
+        logging.getLogger("aura.gui").error("unexpected error:\n%s", text)
+        sys.stderr.write(text)
+        from PySide6.QtWidgets import QApplication, QMessageBox
+
+        if QApplication.instance() is not None:
+            where = f"\n\nDetails are in {log_path}." if log_path else ""
+            box = QMessageBox(QMessageBox.Icon.Warning, "AuRA", f"Something went wrong: {exc_type.__name__}: {exc}"
+                              f"{where}\nThe app keeps running.")
+            box.open()
+            hook.boxes = [*hook.boxes[-4:], box]  # keep it alive while it is shown
+
+    hook.boxes = []
+    sys.excepthook = hook
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aura-gui", description="AuRA desktop window: talk to a local LLM.")
+    p.add_argument("--bundle", help="AuRA bundle folder for this run (default: the one in Settings, else the demo)")
+    p.add_argument("--base", help="base LLM override for this run")
+    p.add_argument("--device", help="compute device for this run: auto | cpu | cuda | cuda:N")
+    p.add_argument("--settings", metavar="FILE", help="keep settings in this ini file instead of the system store")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("aura-gui: the desktop window is not built yet; use the `aura` command (aura chat --help)", file=sys.stderr)
-    return 2
+    argv = sys.argv[1:] if argv is None else argv
+    args, qt_args = build_parser().parse_known_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from app.cli import _quiet_libraries
+
+    _quiet_libraries()
+    log_path = _setup_logging()
+
+    from PySide6.QtWidgets import QApplication
+
+    from app.settings import APPLICATION, ORGANIZATION, ModelSettings, settings_store
+    from app.widgets.main_window import MainWindow
+
+    QApplication.setOrganizationName(ORGANIZATION)
+    QApplication.setApplicationName(APPLICATION)
+    app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
+    app.setApplicationDisplayName("AuRA")
+    _install_excepthook(log_path)
+
+    def override(settings):
+        m = settings.model
+        settings.model = ModelSettings(bundle=args.bundle or m.bundle, base=args.base or m.base,
+                                       device=args.device or m.device, quantization=m.quantization)
+        return settings
+
+    try:
+        window = MainWindow(settings_store(args.settings), settings_override=override)
+    except Exception as exc:  # e.g. a bad --device value
+        from aura_model.errors import AuraError
+
+        if not isinstance(exc, AuraError):
+            raise
+        print(f"aura-gui: error: {exc}", file=sys.stderr)
+        return 1
+    window.show()
+    _close_on_signals(window)
+    return app.exec()
+
+
+def _close_on_signals(window) -> None:
+    """Ctrl-C or SIGTERM close the window properly (settings saved, threads stopped).
+
+    Python only runs signal handlers when it gets control, so a timer wakes it
+    a few times a second while Qt's event loop waits.
+    """
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: window.close())
+    timer = QTimer(window)
+    timer.timeout.connect(lambda: None)
+    timer.start(250)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ PYTHON=${PYTHON:-python3}
 # audio I/O (PortAudio, libsndfile), the virtual microphone for tests (PulseAudio + ALSA plugin),
 # speech synthesis for the demo and tests (espeak-ng, sox), and what Qt needs on X11/Xvfb.
 SYSTEM_PACKAGES=(
-  libportaudio2 libsndfile1 pulseaudio pulseaudio-utils libasound2-plugins espeak-ng sox xvfb
+  libportaudio2 libsndfile1 pulseaudio pulseaudio-utils libasound2-plugins espeak-ng sox xvfb xauth
   libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-randr0 libxcb-render-util0 libxcb-image0 libxcb-xkb1
 )

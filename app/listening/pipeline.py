@@ -1,0 +1,140 @@
+"""The headless listening pipeline: microphone -> VAD -> Assistant, without a window (`aura listen`).
+
+Qt-free. The :class:`~app.listening.capture.Listener` thread captures and endpoints;
+its segments are queued and answered one after another on the caller's thread,
+so the model and the audio never share a thread. The GUI runs the same chain with
+the model in a QThread instead (app/workers/).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from aura_model.config import GenerationSettings
+from aura_model.errors import AuraError
+
+from .capture import AudioSource, Listener
+from .vad import Segment, VadConfig
+
+
+@dataclass(frozen=True)
+class HeardSegment:
+    """One utterance from the microphone, and when it was handed over."""
+
+    segment: Segment  # the samples (16 kHz mono float32) and their stream times
+    received_at: float  # time.perf_counter() when the endpoint was decided
+
+    @property
+    def speech_end_at(self) -> float:
+        """perf_counter() time the speech ended: the decision came endpoint_delay_s (the hang-over) later."""
+        return self.received_at - self.segment.endpoint_delay_s
+
+
+def samples_for_model(assistant, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Microphone samples at the rate the model hears (resampled when its audio front-end differs)."""
+    rate = assistant.config.audio.sample_rate
+    if sample_rate == rate:
+        return samples
+    from aura_model.audio import resample
+
+    return resample(samples, sample_rate, rate)
+
+
+@dataclass(frozen=True)
+class HeardAnswer:
+    """An utterance and the model's answer to it."""
+
+    heard: HeardSegment
+    text: str  # the whole answer
+    first_token_ms: float | None  # end of speech -> first piece (VAD hang-over included); None if empty
+    model_first_token_ms: float | None  # answering started -> first piece (features, embedding, prefill)
+    total_ms: float  # answering started -> done
+
+
+class ListenPipeline:
+    """Listener + Assistant. ``open()``, then ``next_segment()`` / ``answer()`` in a loop, then ``close()``."""
+
+    def __init__(self, assistant, *, device: int | str | None = None, vad_config: VadConfig | None = None,
+                 gen: GenerationSettings | None = None, system_prompt: str | None = None,
+                 stream_factory: Callable[[], AudioSource] | None = None) -> None:
+        self.assistant = assistant  # aura_model.assistant.Assistant
+        self.gen = gen or GenerationSettings()
+        self.system_prompt = system_prompt
+        self._segments: queue.Queue[HeardSegment] = queue.Queue()
+        self._errors: queue.Queue[str] = queue.Queue()
+        self.listener = Listener(self._on_segment, on_error=self._errors.put, device=device,
+                                 vad_config=vad_config, stream_factory=stream_factory)
+
+    # -- from the Listener thread ---------------------------------------------------------------
+
+    def _on_segment(self, segment: Segment) -> None:
+        self._segments.put(HeardSegment(segment, time.perf_counter()))
+
+    # -- caller's thread -----------------------------------------------------------------------
+
+    def open(self, timeout_s: float = 10.0) -> None:
+        """Start listening; return once the microphone delivers audio. AuraError when it fails to open."""
+        self.listener.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.listener.stream_ok.wait(0.05):
+            try:
+                message = self._errors.get_nowait()
+            except queue.Empty:
+                message = None
+            if message is not None or time.monotonic() > deadline:
+                self.close()
+                raise AuraError(message or f"the microphone delivered no audio within {timeout_s:g} s")
+
+    def errors(self) -> list[str]:
+        """Device problems reported since the last call (the Listener keeps retrying by itself)."""
+        out = []
+        while True:
+            try:
+                out.append(self._errors.get_nowait())
+            except queue.Empty:
+                return out
+
+    def next_segment(self, timeout_s: float | None = None) -> HeardSegment | None:
+        """The next utterance, or None when ``timeout_s`` passes without one."""
+        try:
+            return self._segments.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+
+    def stream_answer(self, heard: HeardSegment, stop: threading.Event | None = None) -> Iterator[str | HeardAnswer]:
+        """The answer's text pieces as they come, then one HeardAnswer with the whole text and timings."""
+        audio = samples_for_model(self.assistant, heard.segment.samples, heard.segment.sample_rate)
+        started = time.perf_counter()
+        first, pieces = None, []
+        for piece in self.assistant.stream(audio, None, self.gen, stop, system_prompt=self.system_prompt):
+            if first is None:
+                first = time.perf_counter()
+            pieces.append(piece)
+            yield piece
+        done = time.perf_counter()
+        yield HeardAnswer(
+            heard=heard, text="".join(pieces),
+            first_token_ms=None if first is None else (first - heard.speech_end_at) * 1000,
+            model_first_token_ms=None if first is None else (first - started) * 1000,
+            total_ms=(done - started) * 1000)
+
+    def close(self) -> None:
+        self.listener.stop()
+
+
+def save_segment(folder: str | Path, index: int, segment: Segment) -> Path:
+    """Write an utterance as a float32 wav (exactly the samples the model heard)."""
+    import soundfile as sf
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"utterance-{index:03d}.wav"
+    sf.write(str(path), np.asarray(segment.samples, dtype=np.float32), segment.sample_rate, subtype="FLOAT")
+    return path
