@@ -96,10 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-new-tokens", type=int, default=32)
     _runtime_args(ev)
 
-    demo = sub.add_parser("demo", help="the demo world: list its sentences")
+    demo = sub.add_parser("demo", help="the demo world: list its sentences, build it")
     demo_sub = demo.add_subparsers(dest="demo_command", required=True, metavar="DEMO_COMMAND")
     sentences = demo_sub.add_parser("sentences", help="print the domain's requests as JSON lines")
     sentences.add_argument("--split", choices=("train", "valid", "test"), default="train")
+    build = demo_sub.add_parser("build", help="build the demo world and its default bundle from scratch (fixed seeds)")
+    build.add_argument("--quick", action="store_true", help="small everything (a few minutes); does not ship the bundle")
+    build.add_argument("--work", metavar="DIR", help="working folder (default: .cache/demo-build or .cache/demo-quick)")
+    build.add_argument("--ship", metavar="DIR", help="where the finished bundle goes (default: assets/default_bundle; "
+                                                       "none with --quick)")
+    build.add_argument("--no-ship", action="store_true", help="build and evaluate, but do not install the bundle")
+    build.add_argument("--fresh", action="store_true", help="start over instead of reusing finished stages")
+    build.add_argument("--jobs", type=int, default=2, help="parallel espeak-ng processes")
     return parser
 
 
@@ -273,6 +281,19 @@ def cmd_demo(args) -> int:
     if args.demo_command == "sentences":
         for item in sentences(args.split):
             print(json.dumps(item, ensure_ascii=False))
+        return 0
+    from aura_model.demo.build import build
+
+    from .assets import DEFAULT_BUNDLE_NAME, assets_dir
+
+    root = Path(__file__).resolve().parent.parent
+    work = Path(args.work) if args.work else root / ".cache" / ("demo-quick" if args.quick else "demo-build")
+    ship_to = None
+    if not args.no_ship and (args.ship or not args.quick):
+        ship_to = Path(args.ship) if args.ship else assets_dir() / DEFAULT_BUNDLE_NAME
+    build(work, quick=args.quick, ship_to=ship_to, jobs=args.jobs, fresh=args.fresh,
+          log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(work / "report.md")
     return 0
 
 

@@ -1,0 +1,295 @@
+"""`aura demo build`: the whole demo world, from nothing to the default bundle, with fixed seeds.
+
+1. synthesise the spoken requests (espeak-ng, many voices/rates/pitches, noise, 16 kHz)   -> work/data
+2. train the tokenizer and 3. the tiny LLM from scratch on the domain's text            -> work/llm
+4. train the tiny Whisper teacher from scratch on the synthetic speech                   -> work/teacher
+5. distil the AuRA adapter with the real trainer (`python -m aura_model.train`, the code
+   behind `aura train`), plus the two ablations (no layer-wise loss, no response KL)      -> work/bundle, work/ablation-*
+6. evaluate on the held-out spoken test split: text upper bound, cascade (teacher
+   transcript -> LLM), AuRA (audio -> LLM) and the ablations; teacher WER               -> work/report.md, report.png
+7. (full build) ship the bundle, stored in fp16, with sample wavs and the report        -> assets/default_bundle
+
+Every stage is idempotent (its output folder is reused when it is complete), so a build that
+was interrupted continues where it stopped; ``--fresh`` starts over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import AuraError
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class DistillPlan:
+    """Settings of the distillation runs (aura train flags)."""
+
+    steps: int  # optimizer steps of each run
+    batch_size: int  # clips per step
+    lr: float  # peak learning rate
+    eval_every: int  # steps between validation passes
+
+    def flags(self) -> list[str]:
+        return [
+            "--max-steps", str(self.steps), "--train.batch_size", str(self.batch_size), "--train.lr", str(self.lr),
+            "--train.warmup_steps", str(max(1, self.steps // 20)), "--train.eval_every", str(self.eval_every),
+            "--train.max_val_items", "64", "--train.seed", "0", "--train.num_threads", str(min(2, os.cpu_count() or 1)),
+        ]
+
+
+FULL = DistillPlan(steps=1200, batch_size=16, lr=2e-3, eval_every=400)
+QUICK = DistillPlan(steps=30, batch_size=8, lr=2e-3, eval_every=0)
+ABLATIONS = {"no layer-wise loss": ["--distill.w_layer", "0"], "no response KL": ["--distill.w_kl", "0"]}
+SAMPLES_PER_FAMILY = 1
+MAX_BUNDLE_MB = 40
+
+
+def _stage(log: Log, name: str, timings: dict[str, float]):
+    class _Timer:
+        def __enter__(self):
+            log(f"== {name}")
+            self.t0 = time.time()
+
+        def __exit__(self, *exc):
+            timings[name] = round(time.time() - self.t0, 1)
+            if exc[0] is None:
+                log(f"   {name}: {timings[name]:.0f} s")
+
+    return _Timer()
+
+
+def run_trainer(teacher: Path, student: Path, data: Path, output: Path, plan: DistillPlan, extra: list[str],
+                log: Log, cache: Path, carry_models: bool = True) -> dict:
+    """Run the real trainer as `aura train --progress-json` in a child process; returns its loss trace."""
+    if (output / "aura_config.json").is_file() and (output / "train_trace.json").is_file():
+        return json.loads((output / "train_trace.json").read_text())
+    cmd = [sys.executable, "-m", "aura_model.train", "--teacher", str(teacher), "--student", str(student),
+           "--data", str(data), "--output", str(output), "--progress-json", "--train.cache_dir", str(cache),
+           "--train.bundle_base", str(carry_models).lower(), "--train.bundle_teacher", str(carry_models).lower(),
+           *plan.flags(), *extra]
+    log("   $ aura train " + " ".join(cmd[3:]))
+    losses: list[float] = []
+    finished: dict = {}
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if ev.get("event") == "progress" and ev.get("stage") == "train" and ev.get("loss") is not None:
+                losses.append(float(ev["loss"]))
+                if ev["step"] % 100 == 0:
+                    log(f"   step {ev['step']}/{ev['total_steps']} loss {ev['loss']:.4f} eta {ev.get('eta_s') or 0:.0f} s")
+            elif ev.get("event") == "eval":
+                log(f"   eval @ {ev['step']}: cosine {ev.get('val_cosine')}, kl {ev.get('val_kl')}, "
+                    f"agreement {ev.get('val_agreement')}")
+            elif ev.get("event") == "finished":
+                finished = ev
+            elif ev.get("event") == "error":
+                raise AuraError(f"aura train failed: {ev.get('message')}")
+    if proc.returncode != 0 or not finished:
+        raise AuraError(f"aura train exited with status {proc.returncode}")
+    trace = {"losses": losses, "metrics": finished.get("metrics", {}), "samples_per_s": finished.get("samples_per_s")}
+    (output / "train_trace.json").write_text(json.dumps(trace) + "\n")
+    return trace
+
+
+def _fp16_weights(folder: Path) -> None:
+    """Store a model folder's float32 weights as float16 (loaders upcast them to the compute dtype)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "model.safetensors"
+    if not path.is_file():
+        return
+    state = load_file(str(path))
+    if all(t.dtype != torch.float32 for t in state.values()):
+        return
+    state = {k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, path)
+
+
+def evaluate_systems(bundle: Path, ablations: dict[str, Path], manifest: Path, log: Log) -> dict:
+    """Text upper bound, cascade and AuRA on one loaded model; AuRA for each ablation; teacher WER."""
+    from ..assistant import Assistant
+    from ..config import GenerationSettings, RuntimeConfig
+    from ..evaluate import evaluate, read_manifest
+    from ..transcribe import load_transcriber
+    from .asr import wer
+
+    items = read_manifest(manifest)
+    runtime = RuntimeConfig(device="cpu", quantization="none")
+    gen = GenerationSettings(max_new_tokens=24)
+    asst = Assistant.open(bundle, runtime=runtime)
+    transcriber = load_transcriber(bundle)
+    rows: dict[str, dict] = {}
+    transcripts: list[str] = []
+    for mode, name in (("text", "text upper bound"), ("cascade", "cascade (ASR -> LLM)"), ("aura", "AuRA")):
+        log(f"   evaluating {name} on {len(items)} spoken test requests")
+
+        def keep(result, mode=mode):
+            if mode == "cascade":
+                transcripts.append(result.transcript or "")
+
+        rows[name] = evaluate(asst, items, mode, transcriber if mode == "cascade" else None, gen, keep)
+    for name, path in ablations.items():
+        log(f"   evaluating AuRA, {name}")
+        rows[f"AuRA, {name}"] = evaluate(Assistant.open(path, runtime=runtime), items, "aura", None, gen)
+    return {"systems": rows, "teacher_wer": wer([i.text or "" for i in items], transcripts), "n": len(items)}
+
+
+def write_report(work: Path, results: dict, extra: dict) -> tuple[Path, Path]:
+    """report.md (tables) and report.png (accuracy per family, time to first token)."""
+    systems = results["systems"]
+    families = sorted({f for r in systems.values() for f in r.get("accuracy_by_family", {})})
+    text_acc = systems["text upper bound"]["accuracy"]
+    aura, cascade = systems["AuRA"], systems["cascade (ASR -> LLM)"]
+    lines = [
+        "# Demo world: evaluation on the held-out spoken test split", "",
+        f"{results['n']} spoken requests: new compositions, spoken by voices no training split uses. "
+        "Exact match after `normalize_answer`. Time to first token runs from the end of audio "
+        "(the utterance in memory) to the first answer token, on this machine's CPU, one request at a time.", "",
+        "| system | accuracy | " + " | ".join(families) + " | median first token (ms) |",
+        "| --- | --- | " + " | ".join("---" for _ in families) + " | --- |",
+    ]
+    for name, r in systems.items():
+        fam = r.get("accuracy_by_family", {})
+        lines.append(f"| {name} | {100 * r['accuracy']:.1f}% | " + " | ".join(f"{100 * fam.get(f, 0):.0f}" for f in families)
+                     + f" | {1000 * (r['median_first_token_s'] or 0):.1f} |")
+    lines += [
+        "", f"- Teacher ASR word error rate on the spoken test split: **{100 * results['teacher_wer']:.2f}%**",
+        f"- AuRA / text upper bound: **{aura['accuracy'] / max(text_acc, 1e-9):.3f}**",
+        f"- AuRA - cascade: **{100 * (aura['accuracy'] - cascade['accuracy']):+.1f} points**",
+        f"- Median time to first token, AuRA / cascade: "
+        f"**{(aura['median_first_token_s'] or 0) / max(cascade['median_first_token_s'] or 1e-9, 1e-9):.2f}x**",
+        "", "## Build", "", "| stage | seconds |", "| --- | --- |",
+    ]
+    lines += [f"| {k} | {v:.0f} |" for k, v in extra["timings"].items()]
+    lines += ["", "| model | parameters |", "| --- | --- |"]
+    lines += [f"| {k} | {v:,} |" for k, v in extra["params"].items()]
+    md = work / "report.md"
+    md.write_text("\n".join(lines) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(systems)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 1]})
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        fam = systems[name].get("accuracy_by_family", {})
+        ax1.bar([j + i * width for j in range(len(families))], [100 * fam.get(f, 0) for f in families], width, label=name)
+    ax1.set_xticks([j + 0.4 - width / 2 for j in range(len(families))], [f.replace("_", "\n") for f in families])
+    ax1.set_ylabel("exact-match accuracy (%)")
+    ax1.set_ylim(0, 105)
+    ax1.legend(fontsize=8, loc="lower left")
+    ax1.set_title("Accuracy per family (held-out spoken test split)")
+    main = ["text upper bound", "cascade (ASR -> LLM)", "AuRA"]
+    ax2.bar(range(3), [1000 * (systems[n]["median_first_token_s"] or 0) for n in main], color=["C0", "C1", "C2"])
+    ax2.set_xticks(range(3), ["text", "cascade", "AuRA"])
+    ax2.set_ylabel("median ms, end of audio -> first token")
+    ax2.set_title("Latency")
+    fig.tight_layout()
+    png = work / "report.png"
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return md, png
+
+
+def ship(bundle: Path, target: Path, work: Path, log: Log) -> Path:
+    """Copy the bundle, sample wavs (one per family, from the test split) and the report to ``target``."""
+    staging = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(bundle, staging, ignore=shutil.ignore_patterns("train_trace.json"))
+    samples = staging / "samples"
+    samples.mkdir()
+    rows = [json.loads(line) for line in (work / "data" / "test" / "manifest.jsonl").read_text().splitlines()]
+    picked, seen = [], {}
+    for row in rows:
+        if seen.get(row["family"], 0) < SAMPLES_PER_FAMILY:
+            seen[row["family"]] = seen.get(row["family"], 0) + 1
+            name = f"sample_{len(picked)}.wav"
+            shutil.copy2(work / "data" / "test" / row["audio"], samples / name)
+            picked.append({"audio": name, "text": row["text"], "answer": row["answer"], "family": row["family"]})
+    (samples / "samples.jsonl").write_text("".join(json.dumps(p) + "\n" for p in picked))
+    for name in ("report.md", "report.png"):
+        shutil.copy2(work / name, staging / name)
+    size_mb = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file()) / 2**20
+    if size_mb > MAX_BUNDLE_MB:
+        raise AuraError(f"the demo bundle is {size_mb:.1f} MiB, over the {MAX_BUNDLE_MB} MiB budget")
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    log(f"   shipped {target} ({size_mb:.1f} MiB)")
+    return target
+
+
+def build(work: Path, quick: bool = False, ship_to: Path | None = None, jobs: int = 2, fresh: bool = False,
+          log: Log = print) -> dict:
+    """Run the recipe; returns the evaluation results (also written to work/results.json)."""
+    from . import asr, lm, synth
+
+    work = Path(work)
+    if fresh and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    plan = QUICK if quick else FULL
+    timings: dict[str, float] = {}
+    threads = min(2, os.cpu_count() or 1)
+
+    with _stage(log, "1. synthesise speech", timings):
+        manifests = synth.synthesize_all(work / "data", quick=quick, jobs=jobs)
+    with _stage(log, "2-3. tokenizer + LLM", timings):
+        llm = work / "llm"
+        if not (llm / "llm_report.json").is_file():
+            lm.train_llm(llm, quick=quick, threads=threads)
+    with _stage(log, "4. teacher ASR", timings):
+        teacher = work / "teacher"
+        if not (teacher / "asr_report.json").is_file():
+            asr.train_whisper(work / "data", teacher, quick=quick, threads=threads)
+    with _stage(log, "5. distil AuRA adapter", timings):
+        bundle = work / "bundle"
+        cache = work / "cache"  # teacher states and base-model answers, shared by the three runs
+        traces = {"AuRA": run_trainer(teacher, llm, work / "data" / "train", bundle, plan, [], log, cache)}
+        ablations = {}
+        for name, flags in ABLATIONS.items():
+            path = work / ("ablation-" + name.replace(" ", "-"))
+            traces[f"AuRA, {name}"] = run_trainer(teacher, llm, work / "data" / "train", path, plan, flags, log, cache,
+                                                  carry_models=False)
+            ablations[name] = path
+    for folder in (bundle / "base", bundle / "teacher"):
+        _fp16_weights(folder)  # what ships is what is evaluated
+    with _stage(log, "6. evaluate", timings):
+        results = evaluate_systems(bundle, ablations, manifests["test"], log)
+    params = {
+        "LLM": json.loads((llm / "llm_report.json").read_text()).get("params", 0),
+        "teacher ASR": json.loads((teacher / "asr_report.json").read_text()).get("params", 0),
+    }
+    from ..bundle import bundle_info
+
+    params["AuRA adapter + embedding"] = bundle_info(bundle)["adapter_and_embedding_parameters"]
+    results.update({"timings": timings, "params": params, "quick": quick,
+                    "losses": {k: {"first": v["losses"][0] if v["losses"] else None,
+                                   "last": v["losses"][-1] if v["losses"] else None} for k, v in traces.items()}})
+    write_report(work, results, results)
+    (work / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    if ship_to is not None:
+        with _stage(log, "7. ship", timings):
+            ship(bundle, Path(ship_to), work, log)
+    log(f"== done in {sum(timings.values()):.0f} s; report: {work / 'report.md'}")
+    return results
