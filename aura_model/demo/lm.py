@@ -1,0 +1,400 @@
+"""The demo world's base LLM: a domain tokenizer and a tiny Llama trained from scratch.
+
+Steps 2 and 3 of the demo recipe. :func:`train_llm` writes a local model folder that
+``AutoModelForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained`` read (safetensors,
+ChatML template, eos = ``<|im_end|>``), and ``llm_report.json`` with the text-mode scores.
+
+Data. The tokenizer is trained on every text and answer of every split (a tokenizer may see
+all text; it carries no answers). The LLM is trained on the ``train`` split only, as chat
+turns ``user: text`` -> ``assistant: answer<|im_end|>`` with the loss on the answer tokens
+(and the closing ``<|im_end|>``) only; ``valid``/``test`` are new compositions it never saw.
+
+Tokenizer. Byte-level BPE as :mod:`.tokenizer`, but digits are pre-split one per token,
+so an answer such as "144" is the three tokens 1 4 4: the arithmetic answers are then a
+small, regular output alphabet instead of hundreds of unrelated number tokens, which is
+what lets held-out sums generalise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..errors import AuraError
+from . import domain
+from .tokenizer import CHAT_TEMPLATE, IM_END, IM_START, PAD
+
+ReportFn = Callable[[dict], None]
+
+
+@dataclass
+class LLMTrainConfig:
+    """Size and schedule of the demo LLM (full size by default; :meth:`quick` for smoke runs)."""
+
+    vocab_size: int = 1024  # BPE vocabulary; ~260 domain words + 10 digits + 256 bytes fit as single tokens
+    hidden_size: int = 192  # model width
+    num_layers: int = 4  # decoder layers
+    num_heads: int = 4  # attention heads (head dim = hidden_size / num_heads)
+    num_kv_heads: int = 2  # grouped-query KV heads (Llama-3 style), fewer KV params
+    intermediate_size: int = 512  # SwiGLU MLP width
+    max_positions: int = 512  # RoPE positions: covers an audio turn (~12.5 tokens/s * 30 s) + answer
+    tie_embeddings: bool = True  # share input/output embeddings: fewer parameters, no loss in accuracy here
+    knowledge: bool = True  # also train on the world-knowledge pairs of knowledge_corpus(); without them
+    #   the model can only memorise the train requests and held-out facts (e.g. 6 x 7) stay out of reach
+    knowledge_fraction: float = 0.5  # share of each batch drawn from the knowledge corpus when knowledge=True
+    request_pool: str = "compositions"  # "listing": the train split's listed requests (3.7k); "compositions":
+    #   every (composition, template) request of the train split's compositions (21.8k; the listing caps
+    #   each family to a hash-ranked subset), so no held-out composition is added
+    pretrain_fraction: float = 0.0  # first share of the steps on knowledge only (pre-training), then requests
+    #   + knowledge replay: a model that already holds the facts fits the train requests by reusing them,
+    #   which is what carries over to held-out requests, instead of memorising each request on its own
+    family_weights: tuple[tuple[str, float], ...] = (
+        ("arithmetic", 0.3), ("calendar", 0.2), ("unit_conversion", 0.15), ("capital", 0.15),
+        ("timer", 0.1), ("smart_home", 0.1))  # sampling share of each family among the request examples
+    steps: int = 6000  # optimizer steps
+    batch_size: int = 32  # examples per step
+    lr: float = 2e-3  # peak AdamW learning rate
+    warmup_steps: int = 100  # linear warm-up, then cosine decay to min_lr_ratio * lr
+    min_lr_ratio: float = 0.05  # floor of the cosine schedule
+    weight_decay: float = 0.3  # AdamW decoupled weight decay (not on norms/biases); high, against memorising
+    grad_clip: float = 1.0  # max global grad norm
+    eval_every: int = 0  # steps between valid evaluations (0: only at the end)
+    eval_splits: tuple[str, ...] = ("valid", "test")  # splits scored at the end
+    eval_limit: int | None = None  # score only the first N items per split (None: all)
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise AuraError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.num_heads % self.num_kv_heads:
+            raise AuraError(f"num_heads {self.num_heads} is not divisible by num_kv_heads {self.num_kv_heads}")
+        for name in ("vocab_size", "hidden_size", "num_layers", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise AuraError(f"LLMTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.lr < 1:
+            raise AuraError(f"LLMTrainConfig.lr must be in (0, 1), got {self.lr}")
+        if self.request_pool not in ("listing", "compositions"):
+            raise AuraError(f"LLMTrainConfig.request_pool must be 'listing' or 'compositions', got {self.request_pool!r}")
+        if not 0 <= self.pretrain_fraction < 1:
+            raise AuraError(f"LLMTrainConfig.pretrain_fraction must be in [0, 1), got {self.pretrain_fraction}")
+        if not 0 <= self.knowledge_fraction < 1:
+            raise AuraError(f"LLMTrainConfig.knowledge_fraction must be in [0, 1), got {self.knowledge_fraction}")
+        unknown = {f for f, _ in self.family_weights} - set(domain.family_names())
+        if unknown:
+            raise AuraError(f"LLMTrainConfig.family_weights: unknown families {sorted(unknown)}")
+        for s in self.eval_splits:
+            if s not in domain.SPLITS:
+                raise AuraError(f"LLMTrainConfig.eval_splits: unknown split {s!r}")
+
+    @classmethod
+    def quick(cls, **overrides) -> "LLMTrainConfig":
+        """A smoke-run size: trains and evaluates in well under a minute on one CPU core."""
+        base = dict(hidden_size=96, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=192,
+                    vocab_size=640, steps=300, batch_size=32, lr=3e-3, warmup_steps=15, eval_every=0,
+                    eval_limit=60)
+        base.update(overrides)
+        return cls(**base)
+
+
+# --------------------------------------------------------------------------- tokenizer
+
+
+def domain_texts() -> list[str]:
+    """Every request text and answer of every split, the knowledge queries and the chat roles: the tokenizer's corpus."""
+    texts = [s for split in domain.SPLITS for r in domain.sentences(split) for s in (r["text"], r["answer"])]
+    texts += [q for q, _ in knowledge_corpus()]
+    return texts + ["system user assistant"] * 100  # so the ChatML role names are single tokens
+
+
+def train_domain_tokenizer(texts: list[str], vocab_size: int = 1024):
+    """Byte-level BPE with one token per digit, wrapped with the ChatML template of :mod:`.tokenizer`.
+
+    Same special tokens and template as ``tokenizer.train_chat_tokenizer``; the only
+    difference is the ``Digits(individual_digits=True)`` pre-tokenizer.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=[PAD, IM_START, IM_END],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=IM_END, bos_token=IM_START,
+        clean_up_tokenization_spaces=False,
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{domain.number_to_words(n)} {unit if n == 1 else unit + 's'}"
+
+
+def knowledge_corpus() -> list[tuple[str, str]]:
+    """World knowledge as ~5k terse (query, answer) pairs: the stand-in for an LLM's pre-training.
+
+    A real base LLM knows that six times seven is 42, what is three days after friday, that
+    20 days are 480 hours and that moscow is the capital of russia, before it ever sees a
+    request. The demo LLM gets that knowledge from this corpus, generated from the domain's
+    *tables and ranges* (every operand pair, amount, offset and country), independently of
+    the train/valid/test listing, and phrased as bare keys ("six times seven" -> "42",
+    "capital of france" -> "paris"), never in the request templates of the listing. The
+    valid/test *requests* stay unseen; what they test is answering a new request about a
+    known fact. Without it the train requests cannot determine held-out facts: no train
+    request implies 6 x 7 = 42, and the reverse of a capital is asked once per country.
+    """
+    w = domain.number_to_words
+    out = [(w(n), str(n)) for n in range(0, 101)]
+    for a in range(domain.ARITH_MAX + 1):
+        for b in range(domain.ARITH_MAX + 1):
+            out.append((f"{w(a)} plus {w(b)}", str(a + b)))
+            if b <= a:
+                out.append((f"{w(a)} minus {w(b)}", str(a - b)))
+    for a in range(domain.TIMES_MAX + 1):
+        for b in range(domain.TIMES_MAX + 1):
+            out.append((f"{w(a)} times {w(b)}", str(a * b)))
+    for src, dst, factor in domain.CONVERSIONS:
+        for n in domain.CONVERSION_AMOUNTS:
+            out.append((f"{_count(n, src)} in {dst}s", str(n * factor)))
+    for names, unit, offsets in ((domain.WEEKDAYS, "day", range(1, 15)), (domain.MONTHS, "month", range(1, 13))):
+        for start in names:
+            for k in offsets:
+                out.append((f"{_count(k, unit)} after {start}", domain.shift_name(names, start, k)))
+                out.append((f"{_count(k, unit)} before {start}", domain.shift_name(names, start, -k)))
+    for country, capital in domain.CAPITALS.items():
+        out.append((f"capital of {country}", capital))
+        out.append((f"country with capital {capital}", country))
+    return out
+
+
+def train_requests(pool: str = "compositions") -> list[dict]:
+    """The requests the LLM is trained on: ``[{"text", "answer", "family"}, ...]``, train split only.
+
+    ``"listing"`` is ``domain.sentences("train")``. ``"compositions"`` adds every other phrasing
+    of the train split's compositions that the listing left out by its per-family caps: the same
+    compositions, keys and templates, none from valid/test (``domain._candidates`` filtered to
+    ``split == "train"``; the listing is a capped subset of exactly these).
+    """
+    rows = domain.sentences("train")
+    if pool == "listing":
+        return rows
+    seen = {r["text"] for r in rows}
+    extra = sorted((c for c in domain._candidates() if c.split == "train" and c.text not in seen),
+                   key=lambda c: (c.family, c.text))
+    return rows + [{"text": c.text, "answer": c.answer, "family": c.family} for c in extra]
+
+
+def prompt_ids(tokenizer, text: str) -> list[int]:
+    """The chat prompt for one request, ending with the assistant header (what generation continues)."""
+    return list(tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=True,
+                                              add_generation_prompt=True, return_dict=False))
+
+
+def encode_example(tokenizer, text: str, answer: str) -> tuple[list[int], list[int]]:
+    """(input ids, labels) of one chat example; labels are -100 except on ``answer<|im_end|>``."""
+    prompt = prompt_ids(tokenizer, text)
+    target = tokenizer.encode(answer, add_special_tokens=False) + [tokenizer.eos_token_id]
+    return prompt + target, [-100] * len(prompt) + target
+
+
+def _batches(examples: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded (N, L) ids, labels, attention mask for all examples."""
+    L = max(len(ids) for ids, _ in examples)
+    ids = torch.full((len(examples), L), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), L), -100, dtype=torch.long)
+    mask = torch.zeros((len(examples), L), dtype=torch.long)
+    for i, (x, y) in enumerate(examples):
+        ids[i, : len(x)] = torch.tensor(x)
+        labels[i, : len(y)] = torch.tensor(y)
+        mask[i, : len(x)] = 1
+    return ids, labels, mask
+
+
+# --------------------------------------------------------------------------- model
+
+
+def build_llm(cfg: LLMTrainConfig, tokenizer, seed: int = 0):
+    """A freshly initialised tiny Llama for ``tokenizer`` (eos/pad/bos wired into the config)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads, max_position_embeddings=cfg.max_positions,
+        tie_word_embeddings=cfg.tie_embeddings, rms_norm_eps=1e-5,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.generation_config.do_sample = False
+    return model
+
+
+def _lr_at(step: int, cfg: LLMTrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _optimizer(model, cfg: LLMTrainConfig) -> torch.optim.Optimizer:
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def answer_texts(model, tokenizer, texts: list[str], max_new_tokens: int = 16, batch_size: int = 128) -> list[str]:
+    """Greedy answers for request texts in text mode (prompts of equal length batched, no padding)."""
+    model.eval()
+    prompts = [prompt_ids(tokenizer, t) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(prompts[i]))
+    out: list[str] = [""] * len(texts)
+    i = 0
+    while i < len(order):
+        j = i
+        while j < len(order) and j - i < batch_size and len(prompts[order[j]]) == len(prompts[order[i]]):
+            j += 1
+        idx = order[i:j]
+        ids = torch.tensor([prompts[k] for k in idx])
+        gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                             do_sample=False, eos_token_id=tokenizer.eos_token_id,
+                             pad_token_id=tokenizer.pad_token_id)
+        for k, row in zip(idx, gen[:, ids.shape[1]:]):
+            out[k] = tokenizer.decode(row, skip_special_tokens=True).strip()
+        i = j
+    return out
+
+
+def score(rows: list[dict], predictions: list[str]) -> dict:
+    """Exact-match accuracy (after ``normalize_answer``), overall and per family, plus a few misses."""
+    per: dict[str, list[int]] = {}
+    misses = []
+    for r, p in zip(rows, predictions):
+        ok = domain.normalize_answer(p) == domain.normalize_answer(r["answer"])
+        per.setdefault(r["family"], []).append(int(ok))
+        if not ok and len(misses) < 20:
+            misses.append({"text": r["text"], "expected": r["answer"], "got": p})
+    total = sum(sum(v) for v in per.values()) / max(1, sum(len(v) for v in per.values()))
+    return {"accuracy": total, "n": len(rows),
+            "per_family": {f: sum(v) / len(v) for f, v in per.items()}, "misses": misses}
+
+
+def evaluate_text(model, tokenizer, split: str, limit: int | None = None) -> dict:
+    """Text-mode exact match of the LLM on one split (the "text upper bound")."""
+    rows = domain.sentences(split)[:limit] if limit else domain.sentences(split)
+    return score(rows, answer_texts(model, tokenizer, [r["text"] for r in rows]))
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cfg: LLMTrainConfig | None = None,
+              report: ReportFn | None = None, threads: int | None = None) -> Path:
+    """Train the demo tokenizer and LLM; save both to ``out_dir``; return ``out_dir``.
+
+    ``out_dir`` then holds ``config.json``, ``model.safetensors``, ``generation_config.json``,
+    the tokenizer files and ``llm_report.json`` (config, parameter count, loss curve, time and
+    the exact-match scores of ``cfg.eval_splits``). ``report`` receives progress dicts
+    (``{"event": "step" | "eval" | "done", ...}``), e.g. to print JSON lines.
+    """
+    cfg = cfg or (LLMTrainConfig.quick() if quick else LLMTrainConfig())
+    if threads:
+        torch.set_num_threads(threads)
+    report = report or (lambda _: None)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+
+    tokenizer = train_domain_tokenizer(domain_texts(), cfg.vocab_size)
+    train_rows = train_requests(cfg.request_pool)
+    examples = [encode_example(tokenizer, r["text"], r["answer"]) for r in train_rows]
+    share = dict(cfg.family_weights)
+    counts = {f: sum(r["family"] == f for r in train_rows) for f in share}
+    request_weights = torch.tensor([share.get(r["family"], 0.0) / max(1, counts.get(r["family"], 1))
+                                    for r in train_rows], dtype=torch.double)
+    statements = knowledge_corpus() if cfg.knowledge else []
+    examples += [encode_example(tokenizer, q, a) for q, a in statements]
+    ids, labels, mask = _batches(examples, tokenizer.pad_token_id)
+    n_knowledge = round(cfg.batch_size * cfg.knowledge_fraction) if statements else 0
+    model = build_llm(cfg, tokenizer, seed)
+    n_params = sum(p.numel() for p in model.parameters())
+    opt = _optimizer(model, cfg)
+    gen = torch.Generator().manual_seed(seed)
+    losses: list[float] = []
+    evals: list[dict] = []
+    model.train()
+    pretrain_steps = int(cfg.steps * cfg.pretrain_fraction) if statements else 0
+    for step in range(cfg.steps):
+        k = cfg.batch_size if step < pretrain_steps else n_knowledge
+        b = torch.zeros(0, dtype=torch.long)
+        if k < cfg.batch_size:
+            b = torch.multinomial(request_weights, cfg.batch_size - k, replacement=True, generator=gen)
+        if k:
+            b = torch.cat([b, len(train_rows) + torch.randint(0, len(statements), (k,), generator=gen)])
+        width = int(mask[b].sum(1).max())  # trim the batch to its longest example
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, cfg)
+        out = model(input_ids=ids[b, :width], attention_mask=mask[b, :width], labels=labels[b, :width])
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        losses.append(float(out.loss.detach()))
+        if step % 50 == 0 or step == cfg.steps - 1:
+            report({"event": "step", "step": step, "loss": losses[-1], "lr": _lr_at(step, cfg),
+                    "elapsed_s": round(time.time() - t0, 1)})
+        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
+            res = evaluate_text(model, tokenizer, "valid", cfg.eval_limit)
+            evals.append({"step": step + 1, "valid": res["accuracy"], "per_family": res["per_family"]})
+            report({"event": "eval", **evals[-1]})
+            model.train()
+    train_s = time.time() - t0
+
+    model.eval()
+    scores = {s: evaluate_text(model, tokenizer, s, cfg.eval_limit) for s in cfg.eval_splits}
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(out_dir))
+    summary = {
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()},
+        "seed": seed, "quick": quick, "params": n_params, "train_examples": len(train_rows),
+        "knowledge_statements": len(statements),
+        "train_seconds": round(train_s, 1), "total_seconds": round(time.time() - t0, 1),
+        "loss_first": losses[0], "loss_last": sum(losses[-20:]) / len(losses[-20:]),
+        "loss_curve": [round(x, 4) for x in losses[:: max(1, len(losses) // 200)]],
+        "evals": evals, "scores": scores,
+    }
+    (out_dir / "llm_report.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    report({"event": "done", **{k: summary[k] for k in ("params", "train_seconds", "total_seconds")},
+            "accuracy": {s: v["accuracy"] for s, v in scores.items()}})
+    return out_dir
+
+
+def load_llm_report(model_dir: str | os.PathLike) -> dict:
+    return json.loads((Path(model_dir) / "llm_report.json").read_text(encoding="utf-8"))

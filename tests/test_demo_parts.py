@@ -1,0 +1,200 @@
+"""Demo recipe steps 1-4: synthesis, WER, the domain LLM and the tiny Whisper teacher (tiny runs)."""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from aura_model.demo import asr, domain, lm, synth
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory):
+    """A handful of synthesised clips: 8 train items (fixed indices) and 4 valid items."""
+    out = tmp_path_factory.mktemp("spoken")
+    manifests = {"train": synth.synthesize_split("train", out, indices=list(range(8)), jobs=2),
+                 "valid": synth.synthesize_split("valid", out, indices=[0, 1, 2, 3], jobs=2)}
+    return out, manifests
+
+
+# ----------------------------------------------------------------------- synthesis
+
+
+def test_item_plan_is_deterministic_and_in_range():
+    cfg = synth.SynthConfig()
+    plans = [synth.item_plan("test", i, cfg) for i in range(40)]
+    assert plans == [synth.item_plan("test", i, cfg) for i in range(40)]
+    assert all(cfg.snr_db[0] <= p["snr_db"] <= cfg.snr_db[1] for p in plans)
+    assert {p["noise"] for p in plans} == {"white", "pink"}
+    assert all(p["voice"] in domain.VOICES["test"] for p in plans)
+    assert synth.item_plan("test", 3, cfg, noise=False)["noise"] == "none"
+
+
+def test_quick_selection_takes_a_few_items_of_every_family():
+    cfg = synth.SynthConfig()
+    picked = synth.selected_indices("train", quick=True, cfg=cfg)
+    rows = domain.sentences("train")
+    families = [rows[i]["family"] for i in picked]
+    assert {f: families.count(f) for f in set(families)} == {f: cfg.quick_per_family["train"] for f in domain.family_names()}
+    assert synth.selected_indices("valid") == list(range(len(domain.sentences("valid"))))
+
+
+@needs_espeak
+def test_synthesis_writes_16k_mono_clips_and_consistent_listings(spoken):
+    out, manifests = spoken
+    rows = _jsonl(manifests["train"])
+    listing = domain.sentences("train")
+    assert [r["index"] for r in rows] == list(range(8))
+    meta = _jsonl(out / "train" / "metadata.jsonl")
+    assert [m["file_name"] for m in meta] == [r["audio"] for r in rows]
+    for r, m in zip(rows, meta):
+        assert r["text"] == m["transcription"] == m["text"] == listing[r["index"]]["text"]
+        assert r["answer"] == listing[r["index"]]["answer"]
+        info = sf.info(str(out / "train" / r["audio"]))
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+        seconds = info.frames / info.samplerate
+        assert seconds == pytest.approx(r["duration_s"], abs=1e-3)
+        # espeak speaks 130-200 words per minute; plus 0.1-0.6 s of pauses
+        words = len(r["text"].split())
+        assert words / 200 * 60 * 0.5 < seconds < words / 130 * 60 * 1.6 + 0.8, (r["text"], seconds)
+        x, _ = sf.read(str(out / "train" / r["audio"]), dtype="float32")
+        assert 0.2 < np.abs(x).max() <= 1.0
+        assert np.abs(x[:400]).max() > 0, "noise is added everywhere, pauses included"
+    assert r["voice"] in domain.VOICES["train"]
+
+
+@needs_espeak
+def test_synthesis_rerun_is_idempotent_and_settings_change_rebuilds(spoken, tmp_path):
+    out, manifests = spoken
+    files = sorted((out / "train").rglob("*"))
+    before = {p: (p.stat().st_mtime_ns, _digest(p)) for p in files if p.is_file()}
+    again = synth.synthesize_split("train", out, indices=list(range(8)), jobs=2)
+    assert again == manifests["train"]
+    after = {p: (p.stat().st_mtime_ns, _digest(p)) for p in sorted((out / "train").rglob("*")) if p.is_file()}
+    assert after == before  # nothing rewritten, nothing added, nothing left behind
+
+    # the same item without noise is a different (cleaner) clip, and the settings file records it
+    clean = synth.synthesize_split("train", tmp_path, indices=[0], noise=False)
+    x_clean, _ = sf.read(str(tmp_path / "train" / _jsonl(clean)[0]["audio"]), dtype="float32")
+    x_noisy, _ = sf.read(str(out / "train" / "wavs" / "train_00000.wav"), dtype="float32")
+    assert x_clean.shape == x_noisy.shape
+    assert np.abs(x_clean[:200]).max() < 1e-3 < np.abs(x_noisy[:200]).max()
+    noisy_again = synth.synthesize_split("train", tmp_path, indices=[0], noise=True)
+    x_again, _ = sf.read(str(tmp_path / "train" / _jsonl(noisy_again)[0]["audio"]), dtype="float32")
+    np.testing.assert_array_equal(x_again, x_noisy)  # stale clean wav was rebuilt, bit-identical
+
+
+# ----------------------------------------------------------------------- WER
+
+
+def test_wer_on_hand_examples():
+    assert asr.wer("turn on the light", "turn on the light") == 0.0
+    assert asr.wer("turn on the light", "turn off the light") == 0.25  # one substitution
+    assert asr.wer("turn on the light", "turn on the kitchen light") == 0.25  # one insertion
+    assert asr.wer("turn on the light", "turn the light") == 0.25  # one deletion
+    assert asr.wer("a b c", "") == 1.0
+    assert asr.wer("a b", "c d e f") == 2.0  # WER can exceed 1
+    # corpus-level: edits summed over sentences / reference words summed (2 + 0) / (3 + 2)
+    assert asr.wer(["a b c", "d e"], ["a x y c", "d e"]) == pytest.approx(2 / 5)
+    assert asr.wer(["What Is"], ["what  is "]) == 0.0  # case and spacing do not count
+    with pytest.raises(ValueError):
+        asr.wer(["a"], ["a", "b"])
+
+
+# ----------------------------------------------------------------------- LLM
+
+
+def test_domain_tokenizer_keeps_digits_single_and_words_whole():
+    tok = lm.train_domain_tokenizer(lm.domain_texts(), 1024)
+    assert tok.convert_ids_to_tokens(tok.encode("144", add_special_tokens=False)) == ["1", "4", "4"]
+    text = "what is the capital of new zealand"
+    assert len(tok.encode(text, add_special_tokens=False)) == len(text.split())
+    assert tok.decode(tok.encode("ok, the kitchen fan is at 60 percent")) == "ok, the kitchen fan is at 60 percent"
+
+
+def test_llm_quick_training_learns_and_reloads(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cfg = lm.LLMTrainConfig.quick(steps=100, eval_splits=("valid",), eval_limit=8)
+    out = lm.train_llm(tmp_path / "llm", seed=0, cfg=cfg)
+    report = lm.load_llm_report(out)
+    assert report["loss_last"] < report["loss_first"] / 3, (report["loss_first"], report["loss_last"])
+    assert report["scores"]["valid"]["n"] == 8
+    assert (out / "model.safetensors").exists()
+
+    model = AutoModelForCausalLM.from_pretrained(str(out)).eval()
+    tok = AutoTokenizer.from_pretrained(str(out))
+    assert model.config.model_type == "llama"
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token is not None
+    assert model.generation_config.eos_token_id == tok.eos_token_id
+    assert model.generation_config.pad_token_id == tok.pad_token_id
+    prompt = tok.apply_chat_template([{"role": "user", "content": "what is two plus two"}],
+                                     add_generation_prompt=True, tokenize=False)
+    assert prompt == "<|im_start|>user\nwhat is two plus two<|im_end|>\n<|im_start|>assistant\n"
+    enc = tok.apply_chat_template([{"role": "user", "content": "what is two plus two"}],
+                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        logits = model(**enc).logits
+    assert logits.shape == (1, enc["input_ids"].shape[1], len(tok))
+    # the reloaded model answers exactly as the one scored in the report
+    rows = domain.sentences("valid")[:8]
+    assert lm.score(rows, lm.answer_texts(model, tok, [r["text"] for r in rows]))["accuracy"] == \
+        report["scores"]["valid"]["accuracy"]
+
+
+# ----------------------------------------------------------------------- tiny Whisper
+
+
+def test_teacher_features_are_padded_to_the_encoder_input():
+    waves = [np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1,
+             np.random.default_rng(1).standard_normal(120000).astype(np.float32) * 0.1]
+    feats = asr.teacher_features(waves, frames=500)
+    assert feats.shape == (2, 80, 500)
+    # the 1 s clip: frames 100.. are padding and all hold one (silence) value
+    assert torch.unique(feats[0, :, 101:]).numel() == 1
+    assert feats[0, :, :99].std() > 0.01
+    # the 7.5 s clip is cut to its first 5 s, which equals the features of that cut alone
+    alone = asr.teacher_features([waves[1][:80000]], frames=500)
+    torch.testing.assert_close(feats[1], alone[0], atol=1e-5, rtol=1e-5)
+
+
+@needs_espeak
+def test_whisper_quick_training_learns_and_reloads(spoken, tmp_path):
+    from transformers import WhisperForConditionalGeneration
+
+    data_dir, _ = spoken
+    cfg = asr.WhisperTrainConfig.quick(steps=40, batch_size=8, max_source_positions=250, lr=3e-3,
+                                       time_masks=0, freq_masks=0, ctc_weight=0.0)
+    out = asr.train_whisper(data_dir, tmp_path / "asr", seed=0, cfg=cfg)
+    report = asr.load_asr_report(out)
+    assert report["loss_last"] < report["loss_first"] / 3, (report["loss_first"], report["loss_last"])
+    assert report["scores"]["valid"]["n"] == 4 and report["input_frames"] == 500
+
+    model, tok = asr.load_teacher(out)
+    assert isinstance(model, WhisperForConditionalGeneration)
+    assert model.config.max_source_positions == 250 and model.config.num_mel_bins == 80
+    rows = _jsonl(data_dir / "train" / "manifest.jsonl")
+    from aura_model.audio import load_audio
+
+    waves = [load_audio(data_dir / "train" / r["audio"]) for r in rows]
+    hyps = asr.transcribe(model, tok, waves)
+    assert len(hyps) == len(rows) and all(isinstance(h, str) for h in hyps)
+    # 40 steps on 8 clips is enough to fit them: most words of the training clips come back
+    assert asr.wer([r["text"] for r in rows], hyps) < 0.5, hyps
+    enc = model.model.encoder(input_features=asr.teacher_features(waves[:2], asr.input_frames(model)))
+    assert enc.last_hidden_state.shape == (2, 250, cfg.d_model)
