@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "none with --quick)")
     build.add_argument("--no-ship", action="store_true", help="build and evaluate, but do not install the bundle")
     build.add_argument("--fresh", action="store_true", help="start over instead of reusing finished stages")
-    build.add_argument("--jobs", type=int, default=2, help="parallel espeak-ng processes")
+    build.add_argument("--jobs", type=int, default=2, help="parallel jobs: espeak-ng processes, and the LLM and teacher trained side by side (1: one after the other)")
     return parser
 
 

@@ -127,6 +127,30 @@ def test_domain_tokenizer_keeps_digits_single_and_words_whole():
     assert tok.decode(tok.encode("ok, the kitchen fan is at 60 percent")) == "ok, the kitchen fan is at 60 percent"
 
 
+def test_knowledge_corpus_is_facts_not_requests():
+    pairs = lm.knowledge_corpus()
+    queries = [q for q, _ in pairs]
+    assert len(set(queries)) == len(queries) > 4000
+    requests = {r["text"] for s in domain.SPLITS for r in domain.sentences(s)}
+    assert not requests & set(queries)  # never phrased as a listed request
+    facts = dict(pairs)
+    assert facts["six times seven"] == "42" and facts["twelve times twelve"] == "144"
+    assert facts["three days after friday"] == "monday" and facts["twenty days in hours"] == "480"
+    assert facts["country with capital moscow"] == "russia"
+
+
+def test_train_requests_hold_no_valid_or_test_composition():
+    held_out = {r["text"] for s in ("valid", "test") for r in domain.sentences(s)}
+    listing = lm.train_requests("listing")
+    pool = lm.train_requests("compositions")
+    assert listing == domain.sentences("train")
+    assert pool[: len(listing)] == listing and len(pool) > 3 * len(listing)
+    assert not held_out & {r["text"] for r in pool}
+    key_of = {c.text: (c.family, c.key) for c in domain._candidates()}
+    held_keys = {(r["family"], r["key"]) for s in ("valid", "test") for r in domain.items(s)}
+    assert not held_keys & {key_of[r["text"]] for r in pool}  # no held-out composition in any phrasing
+
+
 def test_llm_quick_training_learns_and_reloads(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -16,7 +16,7 @@ Tokenizer. The transcripts are lowercase words from a closed vocabulary of ~250 
 so the teacher uses a word-level tokenizer (one token per word, ``<unk>`` for anything
 else) with ``<|startoftranscript|>`` as decoder start and ``<|endoftext|>`` as eos. A word
 decoder is a small classifier per word rather than a speller, which is what makes
-a ~4M-parameter model accurate here. Whisper's ``generate`` expects the multilingual
+a ~1M-parameter model accurate here. Whisper's ``generate`` expects the multilingual
 special-token set (language/task/timestamp tokens), so decoding is a plain greedy loop
 in :func:`transcribe` instead; the model itself is a stock ``WhisperForConditionalGeneration``.
 """
@@ -51,16 +51,16 @@ ReportFn = Callable[[dict], None]
 class WhisperTrainConfig:
     """Size and schedule of the demo teacher (full size by default; :meth:`quick` for smoke runs)."""
 
-    d_model: int = 192  # encoder/decoder width
-    encoder_layers: int = 4  # encoder depth: what the AuRA student's layers are aligned with
-    decoder_layers: int = 2  # decoder depth: a word-level LM over a closed domain needs little
+    d_model: int = 128  # encoder/decoder width
+    encoder_layers: int = 3  # encoder depth: what the AuRA student's layers are aligned with
+    decoder_layers: int = 1  # decoder depth: a word-level LM over a closed domain needs little
     heads: int = 4  # attention heads (head dim = d_model / heads)
-    ffn_dim: int = 768  # MLP width (4 x d_model, as in Whisper)
+    ffn_dim: int = 512  # MLP width (4 x d_model, as in Whisper)
     n_mels: int = 80  # log-mel bands (AudioConfig.n_mels; Whisper's v1/v2 value)
     max_source_positions: int = 250  # encoder positions at 50 Hz -> input 500 frames = 5.0 s
     max_target_positions: int = 32  # decoder positions; the longest request is 13 words + start + eos
     dropout: float = 0.0  # dropout in the transformer layers
-    steps: int = 1200  # optimizer steps
+    steps: int = 1500  # optimizer steps (~13 epochs of the 3.7k train clips)
     batch_size: int = 32  # clips per step
     lr: float = 1.5e-3  # peak AdamW learning rate
     warmup_steps: int = 100  # linear warm-up, then cosine decay to min_lr_ratio * lr
@@ -95,7 +95,7 @@ class WhisperTrainConfig:
     @classmethod
     def quick(cls, **overrides) -> "WhisperTrainConfig":
         """A smoke-run size: trains on a few hundred clips in well under a minute."""
-        base = dict(d_model=96, encoder_layers=2, decoder_layers=1, heads=4, ffn_dim=192, steps=60,
+        base = dict(d_model=96, encoder_layers=2, decoder_layers=1, heads=4, ffn_dim=192, steps=150,
                     batch_size=16, lr=2e-3, warmup_steps=10)
         base.update(overrides)
         return cls(**base)

@@ -239,10 +239,67 @@ def ship(bundle: Path, target: Path, work: Path, log: Log) -> Path:
     return target
 
 
+def _progress_line(name: str, ev: dict) -> str | None:
+    """One log line for a model-training progress event (every 500th step, evals, the end)."""
+    kind = ev.get("event")
+    if kind == "step" and ev.get("step", 0) % 500 == 0:
+        return f"   [{name}] step {ev['step']} loss {ev['loss']:.4f} ({ev.get('elapsed_s', 0):.0f} s)"
+    if kind in ("eval", "done"):
+        keep = {k: v for k, v in ev.items() if k not in ("event", "per_family")}
+        return f"   [{name}] {kind}: {json.dumps(keep)}"
+    return None
+
+
+def _train_model(kind: str, out: str, data: str, quick: bool, threads: int) -> None:
+    """Train the LLM or the teacher ASR into ``out`` (runs in its own process when the two run side by side)."""
+    from . import asr, lm
+
+    def report(ev: dict) -> None:
+        line = _progress_line(kind, ev)
+        if line:
+            print(line, flush=True)
+
+    if kind == "llm":
+        lm.train_llm(out, quick=quick, threads=threads, report=report)
+    else:
+        asr.train_whisper(data, out, quick=quick, threads=threads, report=report)
+
+
+def _train_models(todo: list[tuple[str, Path]], data: Path, quick: bool, jobs: int, threads: int) -> None:
+    """Train the LLM and the teacher; side by side in two processes of one thread each when ``jobs >= 2``.
+
+    Both models are small, so one PyTorch thread each uses two cores better than two threads on
+    one model after the other (measured: see the README's demo section).
+    """
+    if len(todo) < 2 or jobs < 2:
+        for kind, out in todo:
+            _train_model(kind, str(out), str(data), quick, threads)
+        return
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited torch thread pools
+    procs = [(kind, ctx.Process(target=_train_model, args=(kind, str(out), str(data), quick, 1), name=kind))
+             for kind, out in todo]
+    for _, p in procs:
+        p.start()
+    failed = []
+    try:
+        for kind, p in procs:
+            p.join()
+            if p.exitcode != 0:
+                failed.append(f"{kind} (exit status {p.exitcode})")
+    finally:
+        for _, p in procs:
+            if p.is_alive():
+                p.terminate()
+    if failed:
+        raise AuraError("demo build: training failed for " + ", ".join(failed) + "; see the log above")
+
+
 def build(work: Path, quick: bool = False, ship_to: Path | None = None, jobs: int = 2, fresh: bool = False,
           log: Log = print) -> dict:
     """Run the recipe; returns the evaluation results (also written to work/results.json)."""
-    from . import asr, lm, synth
+    from . import synth
 
     work = Path(work)
     if fresh and work.exists():
@@ -254,14 +311,14 @@ def build(work: Path, quick: bool = False, ship_to: Path | None = None, jobs: in
 
     with _stage(log, "1. synthesise speech", timings):
         manifests = synth.synthesize_all(work / "data", quick=quick, jobs=jobs)
-    with _stage(log, "2-3. tokenizer + LLM", timings):
-        llm = work / "llm"
+    llm, teacher = work / "llm", work / "teacher"
+    with _stage(log, "2-4. tokenizer + LLM, teacher ASR", timings):
+        todo = []
         if not (llm / "llm_report.json").is_file():
-            lm.train_llm(llm, quick=quick, threads=threads)
-    with _stage(log, "4. teacher ASR", timings):
-        teacher = work / "teacher"
+            todo.append(("llm", llm))
         if not (teacher / "asr_report.json").is_file():
-            asr.train_whisper(work / "data", teacher, quick=quick, threads=threads)
+            todo.append(("teacher", teacher))
+        _train_models(todo, work / "data", quick, jobs, threads)
     with _stage(log, "5. distil AuRA adapter", timings):
         bundle = work / "bundle"
         cache = work / "cache"  # teacher states and base-model answers, shared by the three runs

@@ -18,13 +18,19 @@ CHAT_TEMPLATE = (
 )
 
 
-def train_chat_tokenizer(texts: Iterable[str], vocab_size: int = 512):
-    """Train a byte-level BPE on ``texts``; returns a PreTrainedTokenizerFast with pad/eos and a chat template."""
+def train_chat_tokenizer(texts: Iterable[str], vocab_size: int = 512, split_digits: bool = False):
+    """Train a byte-level BPE on ``texts``; returns a PreTrainedTokenizerFast with pad/eos and a chat template.
+
+    ``split_digits=True`` pre-splits digits one per token, so "144" is always 1 4 4 (the demo
+    LLM's numeric answers are then a small, regular output alphabet).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+                         if split_digits else byte_level)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
