@@ -80,6 +80,9 @@ class EmbeddingConfig(_Config):
     stack: int = 4  # consecutive 50 Hz frames concatenated into one audio token (4 -> 12.5 tokens/s)
     mlp_hidden: int = 0  # 0: norm + one linear to the LLM width; > 0: a two-layer MLP with this hidden width
     dropout: float = 0.0  # dropout on the stacked frames while training
+    output_norm: bool = True  # RMS-normalise each audio token, with a gain initialised to the LLM's token-embedding
+    #   scale (AudioEmbedding.match_scale): audio tokens then enter the residual stream at the size the frozen
+    #   layers expect; unnormalised, they grow ~100x larger and the layers cannot change them (measured)
 
     def __post_init__(self) -> None:
         _check(self.conv_channels >= 1, f"conv_channels must be >= 1, got {self.conv_channels}")
@@ -183,7 +186,8 @@ class ModelConfig(_Config):
             raise AuraError(f"ModelConfig: unknown section(s) {unknown}")
         return cls(
             audio=AudioConfig.from_dict(data.get("audio")),
-            embedding=EmbeddingConfig.from_dict(data.get("embedding")),
+            # bundles written before output_norm existed have none: read them as they were trained
+            embedding=EmbeddingConfig.from_dict({"output_norm": False, **(data.get("embedding") or {})}),
             lora=LoraSettings.from_dict(data.get("lora")),
             prompt=PromptConfig.from_dict(data.get("prompt")),
         )

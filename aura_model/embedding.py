@@ -59,6 +59,20 @@ class AudioEmbedding(nn.Module):
             )
         else:
             self.proj = nn.Linear(stacked, d_model)
+        self.out_norm = nn.RMSNorm(d_model, eps=1e-6) if self.cfg.output_norm else None
+
+    @torch.no_grad()
+    def match_scale(self, token_embeddings: torch.Tensor) -> None:
+        """Initialise the output gain to the per-dimension RMS of the LLM's token embeddings (V, d_model).
+
+        Audio tokens then start at the scale of text tokens; the gain is trained from there.
+        """
+        if self.out_norm is None:
+            return
+        if token_embeddings.shape[-1] != self.d_model:
+            raise ValueError(f"token embeddings have width {token_embeddings.shape[-1]}, expected {self.d_model}")
+        rms = token_embeddings.detach().float().pow(2).mean(dim=0).sqrt()  # (d_model,)
+        self.out_norm.weight.copy_(rms.to(self.out_norm.weight))
 
     @property
     def stack(self) -> int:
@@ -91,4 +105,6 @@ class AudioEmbedding(nn.Module):
         t = x.shape[1] // self.stack
         x = x.reshape(b, t, self.stack * x.shape[-1])  # (B, T, C * stack): consecutive frames side by side
         x = self.proj(self.dropout(self.norm(x)))  # (B, T, d_model)
+        if self.out_norm is not None:
+            x = self.out_norm(x)  # each token at the scale of the LLM's token embeddings
         return x, num_audio_tokens(frame_lengths, self.stack)

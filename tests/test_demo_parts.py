@@ -119,6 +119,19 @@ def test_wer_on_hand_examples():
 # ----------------------------------------------------------------------- LLM
 
 
+def test_history_turns_are_the_chat_template_of_the_whole_conversation():
+    tok = lm.train_domain_tokenizer(lm.domain_texts(), 1024)
+    pairs = [("what is six times seven", "42"), ("turn off the kitchen fan", "ok, the kitchen fan is off"),
+             ("capital of france", "paris")]
+    examples = [lm.encode_example(tok, q, a) for q, a in pairs]
+    ids, labels = lm.with_history(examples, 2, [0, 1], tok.encode("\n", add_special_tokens=False)[0])
+    messages = [m for q, a in pairs for m in ({"role": "user", "content": q}, {"role": "assistant", "content": a})]
+    whole = tok.apply_chat_template(messages, tokenize=True, return_dict=False)
+    assert ids == whole[: len(ids)] and tok.decode(whole[len(ids):]).strip() == ""
+    assert tok.decode([t for t in labels if t != -100]) == "paris<|im_end|>"  # only the last answer is scored
+    assert len(labels) == len(ids)
+
+
 def test_domain_tokenizer_keeps_digits_single_and_words_whole():
     tok = lm.train_domain_tokenizer(lm.domain_texts(), 1024)
     assert tok.convert_ids_to_tokens(tok.encode("144", add_special_tokens=False)) == ["1", "4", "4"]

@@ -60,6 +60,22 @@ def test_embedding_is_batch_invariant():
         assert_close(out[i, : n[0]], single[0], atol=1e-5, what=f"clip {i}")
 
 
+def test_audio_tokens_start_at_the_scale_of_the_llm_token_embeddings():
+    torch.manual_seed(0)
+    token_embeddings = torch.randn(500, 48) * torch.linspace(0.01, 0.1, 48)  # (V, d): a small per-dim scale
+    emb = AudioEmbedding(80, 48)
+    raw, _ = emb(torch.randn(2, 80, 120))
+    emb.match_scale(token_embeddings)
+    out, _ = emb(torch.randn(2, 80, 120))
+    target = token_embeddings.pow(2).mean(0).sqrt()  # (d,)
+    measured = out.pow(2).mean(dim=(0, 1)).sqrt()
+    assert raw.norm(dim=-1).mean() > 5 * out.norm(dim=-1).mean()  # unnormalised it would be far larger
+    assert_close(out.norm(dim=-1).mean(), token_embeddings.norm(dim=-1).mean(), atol=0.05, what="token norm")
+    assert torch.corrcoef(torch.stack([measured, target]))[0, 1] > 0.9  # per-dimension scale follows the LLM
+    with pytest.raises(ValueError, match="width 32"):
+        emb.match_scale(torch.randn(10, 32))
+
+
 def test_embedding_parameter_budget():
     emb = AudioEmbedding(80, 1536)  # a 1.5B LLM's width
     params = sum(p.numel() for p in emb.parameters())

@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,15 +40,15 @@ class DistillPlan:
     lr: float  # peak learning rate
     eval_every: int  # steps between validation passes
 
-    def flags(self) -> list[str]:
+    def flags(self, threads: int) -> list[str]:
         return [
             "--max-steps", str(self.steps), "--train.batch_size", str(self.batch_size), "--train.lr", str(self.lr),
             "--train.warmup_steps", str(max(1, self.steps // 20)), "--train.eval_every", str(self.eval_every),
-            "--train.max_val_items", "64", "--train.seed", "0", "--train.num_threads", str(min(2, os.cpu_count() or 1)),
+            "--train.max_val_items", "64", "--train.seed", "0", "--train.num_threads", str(threads),
         ]
 
 
-FULL = DistillPlan(steps=1200, batch_size=16, lr=2e-3, eval_every=400)
+FULL = DistillPlan(steps=3000, batch_size=16, lr=2e-3, eval_every=500)
 QUICK = DistillPlan(steps=30, batch_size=8, lr=2e-3, eval_every=0)
 ABLATIONS = {"no layer-wise loss": ["--distill.w_layer", "0"], "no response KL": ["--distill.w_kl", "0"]}
 SAMPLES_PER_FAMILY = 1
@@ -69,15 +70,27 @@ def _stage(log: Log, name: str, timings: dict[str, float]):
 
 
 def run_trainer(teacher: Path, student: Path, data: Path, output: Path, plan: DistillPlan, extra: list[str],
-                log: Log, cache: Path, carry_models: bool = True) -> dict:
-    """Run the real trainer as `aura train --progress-json` in a child process; returns its loss trace."""
-    if (output / "aura_config.json").is_file() and (output / "train_trace.json").is_file():
-        return json.loads((output / "train_trace.json").read_text())
+                log: Log, cache: Path, carry_models: bool = True, name: str = "AuRA", threads: int = 1,
+                started: threading.Event | None = None) -> dict:
+    """Run the real trainer as `aura train --progress-json` in a child process; returns its loss trace.
+
+    ``started`` is set once the run's caches are filled and training steps begin (or when it ends).
+    """
+    try:
+        if (output / "aura_config.json").is_file() and (output / "train_trace.json").is_file():
+            return json.loads((output / "train_trace.json").read_text())
+        return _run_trainer(teacher, student, data, output, plan, extra, log, cache, carry_models, name, threads, started)
+    finally:
+        if started is not None:
+            started.set()
+
+
+def _run_trainer(teacher, student, data, output, plan, extra, log, cache, carry_models, name, threads, started) -> dict:
     cmd = [sys.executable, "-m", "aura_model.train", "--teacher", str(teacher), "--student", str(student),
            "--data", str(data), "--output", str(output), "--progress-json", "--train.cache_dir", str(cache),
            "--train.bundle_base", str(carry_models).lower(), "--train.bundle_teacher", str(carry_models).lower(),
-           *plan.flags(), *extra]
-    log("   $ aura train " + " ".join(cmd[3:]))
+           *plan.flags(threads), *extra]
+    log(f"   [{name}] $ aura train " + " ".join(cmd[3:]))
     losses: list[float] = []
     finished: dict = {}
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
@@ -88,21 +101,50 @@ def run_trainer(teacher: Path, student: Path, data: Path, output: Path, plan: Di
             except json.JSONDecodeError:
                 continue
             if ev.get("event") == "progress" and ev.get("stage") == "train" and ev.get("loss") is not None:
+                if started is not None:
+                    started.set()
                 losses.append(float(ev["loss"]))
-                if ev["step"] % 100 == 0:
-                    log(f"   step {ev['step']}/{ev['total_steps']} loss {ev['loss']:.4f} eta {ev.get('eta_s') or 0:.0f} s")
+                if ev["step"] % 250 == 0:
+                    log(f"   [{name}] step {ev['step']}/{ev['total_steps']} loss {ev['loss']:.4f} "
+                        f"eta {ev.get('eta_s') or 0:.0f} s")
             elif ev.get("event") == "eval":
-                log(f"   eval @ {ev['step']}: cosine {ev.get('val_cosine')}, kl {ev.get('val_kl')}, "
-                    f"agreement {ev.get('val_agreement')}")
+                log(f"   [{name}] eval @ {ev['step']}: cosine {ev.get('val_cosine'):.3f}, kl {ev.get('val_kl'):.3f}, "
+                    f"token accuracy {ev.get('val_token_accuracy')}, answer agreement {ev.get('val_agreement')}")
             elif ev.get("event") == "finished":
                 finished = ev
             elif ev.get("event") == "error":
-                raise AuraError(f"aura train failed: {ev.get('message')}")
+                raise AuraError(f"aura train ({name}) failed: {ev.get('message')}")
     if proc.returncode != 0 or not finished:
-        raise AuraError(f"aura train exited with status {proc.returncode}")
+        raise AuraError(f"aura train ({name}) exited with status {proc.returncode}")
     trace = {"losses": losses, "metrics": finished.get("metrics", {}), "samples_per_s": finished.get("samples_per_s")}
     (output / "train_trace.json").write_text(json.dumps(trace) + "\n")
     return trace
+
+
+def distil_all(teacher: Path, llm: Path, data: Path, work: Path, plan: DistillPlan, jobs: int, threads: int,
+               log: Log) -> tuple[Path, dict[str, Path], dict[str, dict]]:
+    """The AuRA run and the ablations. With ``jobs >= 2`` the ablations start once the main run has filled
+    the shared caches, and all three train side by side with one thread each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache = work / "cache"  # teacher states and base-model answers, shared by the three runs
+    bundle = work / "bundle"
+    ablations = {name: work / ("ablation-" + name.replace(" ", "-")) for name in ABLATIONS}
+    if jobs < 2:
+        traces = {"AuRA": run_trainer(teacher, llm, data, bundle, plan, [], log, cache, threads=threads)}
+        for name, path in ablations.items():
+            traces[f"AuRA, {name}"] = run_trainer(teacher, llm, data, path, plan, ABLATIONS[name], log, cache,
+                                                  carry_models=False, name=name, threads=threads)
+        return bundle, ablations, traces
+    started = threading.Event()
+    with ThreadPoolExecutor(max_workers=1 + len(ablations)) as pool:
+        main = pool.submit(run_trainer, teacher, llm, data, bundle, plan, [], log, cache, True, "AuRA", 1, started)
+        started.wait()
+        side = {name: pool.submit(run_trainer, teacher, llm, data, path, plan, ABLATIONS[name], log, cache, False,
+                                  name, 1) for name, path in ablations.items()}
+        traces = {"AuRA": main.result()}
+        traces.update({f"AuRA, {name}": f.result() for name, f in side.items()})
+    return bundle, ablations, traces
 
 
 def _fp16_weights(folder: Path) -> None:
@@ -320,15 +362,7 @@ def build(work: Path, quick: bool = False, ship_to: Path | None = None, jobs: in
             todo.append(("teacher", teacher))
         _train_models(todo, work / "data", quick, jobs, threads)
     with _stage(log, "5. distil AuRA adapter", timings):
-        bundle = work / "bundle"
-        cache = work / "cache"  # teacher states and base-model answers, shared by the three runs
-        traces = {"AuRA": run_trainer(teacher, llm, work / "data" / "train", bundle, plan, [], log, cache)}
-        ablations = {}
-        for name, flags in ABLATIONS.items():
-            path = work / ("ablation-" + name.replace(" ", "-"))
-            traces[f"AuRA, {name}"] = run_trainer(teacher, llm, work / "data" / "train", path, plan, flags, log, cache,
-                                                  carry_models=False)
-            ablations[name] = path
+        bundle, ablations, traces = distil_all(teacher, llm, work / "data" / "train", work, plan, jobs, threads, log)
     for folder in (bundle / "base", bundle / "teacher"):
         _fp16_weights(folder)  # what ships is what is evaluated
     with _stage(log, "6. evaluate", timings):

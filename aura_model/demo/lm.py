@@ -64,6 +64,11 @@ class LLMTrainConfig:
     pretrain_fraction: float = 0.0  # first share of the steps on knowledge only (pre-training), then requests
     #   + knowledge replay: a model that already holds the facts fits the train requests by reusing them,
     #   which is what carries over to held-out requests, instead of memorising each request on its own
+    history_fraction: float = 0.5  # share of examples that carry 1..max_history earlier (request, answer) turns before
+    #   the one that is scored: a real chat LLM answers the last turn wherever it sits, and without this the tiny
+    #   LLM is brittle to context (measured: one extra system word drops its accuracy from 98% to 83%, 24 extra
+    #   tokens to 25%), which an audio span of ~30 tokens in place of ~8 words then has to fight
+    max_history: int = 2  # most earlier turns prepended to one example
     family_weights: tuple[tuple[str, float], ...] = (
         ("arithmetic", 0.3), ("calendar", 0.2), ("unit_conversion", 0.15), ("capital", 0.15),
         ("timer", 0.1), ("smart_home", 0.1))  # sampling share of each family among the request examples
@@ -92,6 +97,10 @@ class LLMTrainConfig:
             raise AuraError(f"LLMTrainConfig.request_pool must be 'listing' or 'compositions', got {self.request_pool!r}")
         if not 0 <= self.pretrain_fraction < 1:
             raise AuraError(f"LLMTrainConfig.pretrain_fraction must be in [0, 1), got {self.pretrain_fraction}")
+        if not 0 <= self.history_fraction <= 1:
+            raise AuraError(f"LLMTrainConfig.history_fraction must be in [0, 1], got {self.history_fraction}")
+        if self.max_history < 1:
+            raise AuraError(f"LLMTrainConfig.max_history must be >= 1, got {self.max_history}")
         if not 0 <= self.knowledge_fraction < 1:
             raise AuraError(f"LLMTrainConfig.knowledge_fraction must be in [0, 1), got {self.knowledge_fraction}")
         unknown = {f for f, _ in self.family_weights} - set(domain.family_names())
@@ -200,6 +209,20 @@ def encode_example(tokenizer, text: str, answer: str) -> tuple[list[int], list[i
     prompt = prompt_ids(tokenizer, text)
     target = tokenizer.encode(answer, add_special_tokens=False) + [tokenizer.eos_token_id]
     return prompt + target, [-100] * len(prompt) + target
+
+
+def with_history(examples: list[tuple[list[int], list[int]]], index: int, history: list[int],
+                 newline_id: int) -> tuple[list[int], list[int]]:
+    """Example ``index`` preceded by the earlier turns ``history`` (indices into ``examples``), unscored.
+
+    A finished turn is its prompt + answer + ``<|im_end|>`` then ``\\n``, exactly what the ChatML
+    template writes, so the concatenation equals tokenizing the whole conversation.
+    """
+    ids: list[int] = []
+    for h in history:
+        ids += examples[h][0] + [newline_id]
+    x, y = examples[index]
+    return ids + x, [-100] * len(ids) + y
 
 
 def _batches(examples: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -328,7 +351,7 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
                                     for r in train_rows], dtype=torch.double)
     statements = knowledge_corpus() if cfg.knowledge else []
     examples += [encode_example(tokenizer, q, a) for q, a in statements]
-    ids, labels, mask = _batches(examples, tokenizer.pad_token_id)
+    newline_id = tokenizer.encode("\n", add_special_tokens=False)[0]
     n_knowledge = round(cfg.batch_size * cfg.knowledge_fraction) if statements else 0
     model = build_llm(cfg, tokenizer, seed)
     n_params = sum(p.numel() for p in model.parameters())
@@ -345,10 +368,17 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
             b = torch.multinomial(request_weights, cfg.batch_size - k, replacement=True, generator=gen)
         if k:
             b = torch.cat([b, len(train_rows) + torch.randint(0, len(statements), (k,), generator=gen)])
-        width = int(mask[b].sum(1).max())  # trim the batch to its longest example
+        chosen = []
+        for i in b.tolist():
+            turns = 0
+            if cfg.history_fraction and float(torch.rand((), generator=gen)) < cfg.history_fraction:
+                turns = int(torch.randint(1, cfg.max_history + 1, (), generator=gen))
+            history = torch.randint(0, len(examples), (turns,), generator=gen).tolist()
+            chosen.append(with_history(examples, i, history, newline_id))
+        ids, labels, mask = _batches(chosen, tokenizer.pad_token_id)
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, cfg)
-        out = model(input_ids=ids[b, :width], attention_mask=mask[b, :width], labels=labels[b, :width])
+        out = model(input_ids=ids, attention_mask=mask, labels=labels)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -446,7 +446,9 @@ class Trainer:
 
             set_seed(t.seed)  # the same initial adapter on every process and in every run
             cfg = spec.model
-            embedding = AudioEmbedding(cfg.audio.n_mels, self.d_student, cfg.embedding).to(device)
+            embedding = AudioEmbedding(cfg.audio.n_mels, self.d_student, cfg.embedding)
+            embedding.match_scale(llm.get_input_embeddings().weight)
+            embedding = embedding.to(device)
             llm = attach_lora(llm, cfg.lora)
             self.aura = AuraModel(llm, embedding)
             heads = (ProjectionHeads(self.layer_map, self.d_student, self.info.width).to(device)
