@@ -67,3 +67,13 @@ def test_shipped_bundle_carries_models_samples_and_report(built, capsys):
     assert main(["eval", "--bundle", str(ship), "--manifest", str(manifest), "--mode", "cascade"]) == 0
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert summary["n"] == 1 and summary["mode"] == "cascade"
+
+
+def test_eval_log_line_leaves_out_metrics_a_run_does_not_compute():
+    from aura_model.demo.build import eval_line
+
+    full = eval_line("AuRA", {"step": 500, "val_cosine": 0.81234, "val_kl": 3.8, "val_token_accuracy": 0.7,
+                              "val_agreement": 0.125})
+    assert full == "   [AuRA] eval @ 500: cosine 0.812, kl 3.800, token accuracy 0.700, answer agreement 0.125"
+    no_layer = eval_line("no layer-wise loss", {"step": 500, "val_cosine": None, "val_kl": 3.5})
+    assert no_layer == "   [no layer-wise loss] eval @ 500: kl 3.500"

@@ -108,8 +108,7 @@ def _run_trainer(teacher, student, data, output, plan, extra, log, cache, carry_
                     log(f"   [{name}] step {ev['step']}/{ev['total_steps']} loss {ev['loss']:.4f} "
                         f"eta {ev.get('eta_s') or 0:.0f} s")
             elif ev.get("event") == "eval":
-                log(f"   [{name}] eval @ {ev['step']}: cosine {ev.get('val_cosine'):.3f}, kl {ev.get('val_kl'):.3f}, "
-                    f"token accuracy {ev.get('val_token_accuracy')}, answer agreement {ev.get('val_agreement')}")
+                log(eval_line(name, ev))
             elif ev.get("event") == "finished":
                 finished = ev
             elif ev.get("event") == "error":
@@ -119,6 +118,14 @@ def _run_trainer(teacher, student, data, output, plan, extra, log, cache, carry_
     trace = {"losses": losses, "metrics": finished.get("metrics", {}), "samples_per_s": finished.get("samples_per_s")}
     (output / "train_trace.json").write_text(json.dumps(trace) + "\n")
     return trace
+
+
+def eval_line(name: str, ev: dict) -> str:
+    """One log line for the trainer's ``eval`` event; a metric a run does not compute (e.g. no layer loss) is left out."""
+    shown = ", ".join(f"{label} {ev[key]:.3f}" for key, label in (
+        ("val_cosine", "cosine"), ("val_kl", "kl"), ("val_token_accuracy", "token accuracy"),
+        ("val_agreement", "answer agreement")) if isinstance(ev.get(key), (int, float)))
+    return f"   [{name}] eval @ {ev.get('step')}: {shown}"
 
 
 def distil_all(teacher: Path, llm: Path, data: Path, work: Path, plan: DistillPlan, jobs: int, threads: int,
