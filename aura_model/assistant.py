@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,11 +107,12 @@ class Assistant:
         prepared = self.prepare([audio], [text], history, system_prompt)
         decoder = TextStreamDecoder(self.processor.decode)
         enc = prepared.encoded
-        for token in self.model.stream_ids(enc.input_ids, enc.attention_mask, enc.position_ids, enc.audio_spans,
-                                           prepared.features, prepared.frame_lengths, gen, self.eos_ids, stop):
-            piece = decoder.push(token)
-            if piece:
-                yield piece
+        with self._llm_for(audio is not None):
+            for token in self.model.stream_ids(enc.input_ids, enc.attention_mask, enc.position_ids, enc.audio_spans,
+                                               prepared.features, prepared.frame_lengths, gen, self.eos_ids, stop):
+                piece = decoder.push(token)
+                if piece:
+                    yield piece
         tail = decoder.finish()
         if tail:
             yield tail
@@ -122,11 +125,27 @@ class Assistant:
     def answer_batch(self, audios: Sequence[AudioInput | None], texts: Sequence[str | None] | None = None,
                      gen: GenerationSettings | None = None, history: Sequence[Message] = (),
                      system_prompt: str | None = None) -> list[str]:
+        has_audio = [a is not None for a in audios]
+        if any(has_audio) and not all(has_audio):  # typed and spoken requests run on different weights
+            texts = list(texts) if texts is not None else [None] * len(audios)
+            answers: list[str] = [""] * len(audios)
+            for group in (True, False):
+                rows = [i for i, h in enumerate(has_audio) if h == group]
+                for i, a in zip(rows, self.answer_batch([audios[i] for i in rows], [texts[i] for i in rows], gen,
+                                                        history, system_prompt)):
+                    answers[i] = a
+            return answers
         prepared = self.prepare(audios, texts, history, system_prompt)
         enc = prepared.encoded
-        out = self.model.generate_ids(enc.input_ids, enc.attention_mask, enc.audio_spans, prepared.features,
-                                      prepared.frame_lengths, gen, self.eos_ids, self.processor.pad_id)
+        with self._llm_for(any(has_audio)):
+            out = self.model.generate_ids(enc.input_ids, enc.attention_mask, enc.audio_spans, prepared.features,
+                                          prepared.frame_lengths, gen, self.eos_ids, self.processor.pad_id)
         return [self.processor.decode(self._strip_eos(row.tolist())) for row in out]
+
+    def _llm_for(self, spoken: bool):
+        """The adapter serves spoken turns; a typed turn runs on the plain base LLM, which is what reads text best
+        (the adapter was distilled on audio only and may shift text answers)."""
+        return contextlib.nullcontext() if spoken else self.model.adapter_disabled()
 
     def _strip_eos(self, ids: list[int]) -> list[int]:
         for i, t in enumerate(ids):

@@ -125,21 +125,16 @@ def _aura_command() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "app.cli"]
 
 
-def _spoken_request() -> tuple[str, str | None]:
-    """A request from the demo domain, and its expected answer when the real demo bundle answers it."""
-    try:
-        from aura_model.demo.domain import sentences
+def _spoken_request() -> str:
+    """A request from the demo domain (what the default model is trained for)."""
+    from aura_model.demo.domain import sentences
 
-        item = next(s for s in sentences("train") if s["family"] == "arithmetic")
-        return item["text"], item["answer"]
-    except Exception:  # the demo domain is optional here
-        return "what is seventeen plus five", None
+    return next(s for s in sentences("train") if s["family"] == "arithmetic")["text"]
 
 
 @pytest.mark.pulse
 def test_listen_once_answers_speech_played_into_pulseaudio(pulse_device, bundle, tmp_path):
-    text, expected_answer = _spoken_request()
-    wav = synthesize(tmp_path / "ask.wav", text)
+    wav = synthesize(tmp_path / "ask.wav", _spoken_request())
     saved = tmp_path / "heard"
     cmd = _aura_command() + ["listen", "--device", pulse_device, "--once", "--bundle", str(bundle),
                              "--compute-device", "cpu", "--max-new-tokens", str(MAX_NEW), "--save-audio", str(saved),
@@ -169,7 +164,5 @@ def test_listen_once_answers_speech_played_into_pulseaudio(pulse_device, bundle,
     assert rate == 16000 and 1.0 < len(samples) / rate < 6.0  # the request, not the whole recording
     direct = Assistant.open(bundle, runtime=RuntimeConfig(device="cpu")).answer(audio=str(heard), gen=GEN)
     assert out == direct + "\n"  # exactly the model's answer to what was captured
-    if default_bundle() is not None and expected_answer is not None:
-        from aura_model.demo.domain import normalize_answer
-
-        assert normalize_answer(out) == normalize_answer(expected_answer)
+    # Whether that answer is *right* is the demo model's accuracy, measured over the whole spoken
+    # test split in assets/default_bundle/report.md, not by one sentence here.

@@ -158,6 +158,27 @@ def test_adapter_disabled_without_audio_equals_the_base_model(bundle, assistant)
     assert (adapted - plain).abs().max() > 1e-3  # and the adapter does change something
 
 
+def test_typed_turns_run_on_the_base_llm_and_spoken_turns_on_the_adapter(bundle, assistant):
+    gen = GenerationSettings(max_new_tokens=6)
+    text = "what is the capital of france"
+    prepared = assistant.prepare([None], [text])
+    enc = prepared.encoded
+    base = tiny_llm_from(bundle[1])
+    with torch.no_grad():
+        out = base.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=6,
+                            do_sample=False, eos_token_id=assistant.eos_ids, pad_token_id=assistant.processor.pad_id)
+    expected = assistant.processor.decode(assistant._strip_eos(out[0, enc.input_ids.shape[1]:].tolist()))
+    assert assistant.answer(text=text, gen=gen) == expected == "".join(assistant.stream(text=text, gen=gen))
+    wave = clip(seconds=1.0)
+    spoken = assistant.answer(audio=wave, gen=gen)
+    with assistant.model.adapter_disabled():
+        unadapted = assistant.answer_batch([wave], gen=gen)[0]  # the adapter is on for audio: it matters
+    assert "".join(assistant.stream(audio=wave, gen=gen)) == spoken
+    mixed = assistant.answer_batch([wave, None], [None, text], gen=gen)
+    assert mixed == [spoken, expected]  # a mixed batch answers each row as it would alone
+    assert spoken != unadapted or assistant.model.has_adapter is False
+
+
 def tiny_llm_from(base_dir):
     from transformers import AutoModelForCausalLM
 

@@ -260,11 +260,23 @@ def write_report(work: Path, results: dict, extra: dict) -> tuple[Path, Path]:
     return md, png
 
 
+def _strip_build_paths(folder: Path, work: Path) -> None:
+    """Write this machine's build folder as ``demo-build`` in the shipped metadata (ids, training summary)."""
+    for name in ("aura_config.json", "adapter_config.json", "README.md"):
+        path = folder / name
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            for prefix in dict.fromkeys((str(work.resolve()), str(work))):  # absolute first
+                text = text.replace(prefix + "/", "demo-build/").replace(prefix, "demo-build")
+            path.write_text(text, encoding="utf-8")
+
+
 def ship(bundle: Path, target: Path, work: Path, log: Log) -> Path:
     """Copy the bundle, sample wavs (one per family, from the test split) and the report to ``target``."""
     staging = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(bundle, staging, ignore=shutil.ignore_patterns("train_trace.json"))
+    _strip_build_paths(staging, work)
     samples = staging / "samples"
     samples.mkdir()
     rows = [json.loads(line) for line in (work / "data" / "test" / "manifest.jsonl").read_text().splitlines()]
