@@ -23,8 +23,6 @@ in :func:`transcribe` instead; the model itself is a stock ``WhisperForCondition
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 import time
@@ -40,6 +38,7 @@ from ..config import AudioConfig
 from ..errors import AuraError
 from ..transcribe import greedy_decode, input_frames, whisper_features
 from . import domain
+from .training import adamw, load_report, loss_summary, save_run, warmup_cosine_lr
 
 PAD, START, EOT, UNK = "<pad>", "<|startoftranscript|>", "<|endoftext|>", "<unk>"
 CTC_ALPHABET = " abcdefghijklmnopqrstuvwxyz'"  # the auxiliary CTC head's classes (after blank = 0)
@@ -274,13 +273,6 @@ def _ctc_loss(head: torch.nn.Linear, encoded: torch.Tensor, frame_lengths: torch
     return torch.nn.functional.ctc_loss(log_probs, tgt, in_lens, tgt_lens, blank=blank, zero_infinity=True)
 
 
-def _lr_at(step: int, cfg: WhisperTrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
 def evaluate_wer(model, tokenizer, rows: list[dict], features: torch.Tensor) -> dict:
     """WER of greedy transcripts against the manifest texts, overall and per family."""
     hyps = transcribe_features(model, tokenizer, features)
@@ -333,10 +325,7 @@ def train_whisper(data_dir: str | os.PathLike, out_dir: str | os.PathLike, quick
     n_params = sum(p.numel() for p in model.parameters())
     ctc_head = torch.nn.Linear(cfg.d_model, len(CTC_ALPHABET) + 1)  # class 0 = CTC blank
     params = list(model.parameters()) + list(ctc_head.parameters())
-    decay = [p for p in params if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in params if p.requires_grad and p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    opt = adamw(params, cfg.lr, cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     evals: list[dict] = []
@@ -350,7 +339,7 @@ def train_whisper(data_dir: str | os.PathLike, out_dir: str | os.PathLike, quick
         x = spec_augment(feats[b].float(), cfg, gen)
         width = int((labels[b] != -100).sum(1).max())
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, cfg)
+            group["lr"] = warmup_cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
         out = model(input_features=x, decoder_input_ids=dec_in[b, :width], labels=labels[b, :width],
                     use_cache=False)
         loss = out.loss
@@ -363,7 +352,7 @@ def train_whisper(data_dir: str | os.PathLike, out_dir: str | os.PathLike, quick
         opt.step()
         losses.append(float(out.loss.detach()))
         if step % 25 == 0 or step == cfg.steps - 1:
-            report({"event": "step", "step": step, "loss": losses[-1], "lr": _lr_at(step, cfg),
+            report({"event": "step", "step": step, "loss": losses[-1], "lr": warmup_cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio),
                     "elapsed_s": round(time.time() - t0, 1)})
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps and "valid" in eval_sets:
             res = evaluate_wer(model, tokenizer, *eval_sets["valid"])
@@ -374,27 +363,21 @@ def train_whisper(data_dir: str | os.PathLike, out_dir: str | os.PathLike, quick
 
     model.eval()
     scores = {s: evaluate_wer(model, tokenizer, *v) for s, v in eval_sets.items()}
-    model.save_pretrained(str(out_dir), safe_serialization=True)
-    tokenizer.save_pretrained(str(out_dir))
-    summary = {
-        "config": dataclasses.asdict(cfg), "seed": seed, "quick": quick, "params": n_params,
+    summary = save_run(out_dir, model, tokenizer, "asr_report.json", cfg, {
+        "seed": seed, "quick": quick, "params": n_params,
         "train_clips": len(train_rows), "input_frames": cfg.input_frames,
         "input_seconds": cfg.input_frames / AudioConfig().frames_per_second,
         "feature_seconds": round(feature_s, 1), "train_seconds": round(train_s, 1),
-        "total_seconds": round(time.time() - t0, 1),
-        "loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:]),
-        "loss_curve": [round(x, 4) for x in losses[:: max(1, len(losses) // 200)]],
-        "evals": evals,
+        "total_seconds": round(time.time() - t0, 1), **loss_summary(losses, 10), "evals": evals,
         "scores": {s: {k: v for k, v in r.items() if k != "hypotheses"} for s, r in scores.items()},
-    }
-    (out_dir / "asr_report.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    })
     report({"event": "done", **{k: summary[k] for k in ("params", "train_seconds", "total_seconds")},
             "wer": {s: v["wer"] for s, v in scores.items()}})
     return out_dir
 
 
 def load_asr_report(model_dir: str | os.PathLike) -> dict:
-    return json.loads((Path(model_dir) / "asr_report.json").read_text(encoding="utf-8"))
+    return load_report(model_dir, "asr_report.json")
 
 
 def load_teacher(model_dir: str | os.PathLike):

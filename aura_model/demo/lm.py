@@ -25,9 +25,6 @@ small, regular output alphabet instead of hundreds of unrelated number tokens.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -39,6 +36,7 @@ import torch
 from ..errors import AuraError
 from . import domain
 from .tokenizer import train_chat_tokenizer
+from .training import adamw, load_report, loss_summary, save_run, warmup_cosine_lr
 
 ReportFn = Callable[[dict], None]
 
@@ -262,20 +260,6 @@ def build_llm(cfg: LLMTrainConfig, tokenizer, seed: int = 0):
     return model
 
 
-def _lr_at(step: int, cfg: LLMTrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
-def _optimizer(model, cfg: LLMTrainConfig) -> torch.optim.Optimizer:
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
-
-
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -355,7 +339,7 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
     n_knowledge = round(cfg.batch_size * cfg.knowledge_fraction) if statements else 0
     model = build_llm(cfg, tokenizer, seed)
     n_params = sum(p.numel() for p in model.parameters())
-    opt = _optimizer(model, cfg)
+    opt = adamw(model.parameters(), cfg.lr, cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     evals: list[dict] = []
@@ -377,7 +361,7 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
             chosen.append(with_history(examples, i, history, newline_id))
         ids, labels, mask = _batches(chosen, tokenizer.pad_token_id)
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, cfg)
+            group["lr"] = warmup_cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
         out = model(input_ids=ids, attention_mask=mask, labels=labels)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -385,7 +369,7 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
         opt.step()
         losses.append(float(out.loss.detach()))
         if step % 50 == 0 or step == cfg.steps - 1:
-            report({"event": "step", "step": step, "loss": losses[-1], "lr": _lr_at(step, cfg),
+            report({"event": "step", "step": step, "loss": losses[-1], "lr": warmup_cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio),
                     "elapsed_s": round(time.time() - t0, 1)})
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
             res = evaluate_text(model, tokenizer, "valid", cfg.eval_limit)
@@ -396,22 +380,16 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
 
     model.eval()
     scores = {s: evaluate_text(model, tokenizer, s, cfg.eval_limit) for s in cfg.eval_splits}
-    model.save_pretrained(str(out_dir), safe_serialization=True)
-    tokenizer.save_pretrained(str(out_dir))
-    summary = {
-        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()},
+    summary = save_run(out_dir, model, tokenizer, "llm_report.json", cfg, {
         "seed": seed, "quick": quick, "params": n_params, "train_examples": len(train_rows),
         "knowledge_statements": len(statements),
         "train_seconds": round(train_s, 1), "total_seconds": round(time.time() - t0, 1),
-        "loss_first": losses[0], "loss_last": sum(losses[-20:]) / len(losses[-20:]),
-        "loss_curve": [round(x, 4) for x in losses[:: max(1, len(losses) // 200)]],
-        "evals": evals, "scores": scores,
-    }
-    (out_dir / "llm_report.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+        **loss_summary(losses, 20), "evals": evals, "scores": scores,
+    })
     report({"event": "done", **{k: summary[k] for k in ("params", "train_seconds", "total_seconds")},
             "accuracy": {s: v["accuracy"] for s, v in scores.items()}})
     return out_dir
 
 
 def load_llm_report(model_dir: str | os.PathLike) -> dict:
-    return json.loads((Path(model_dir) / "llm_report.json").read_text(encoding="utf-8"))
+    return load_report(model_dir, "llm_report.json")
