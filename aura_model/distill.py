@@ -85,6 +85,15 @@ class DistillConfig(_Config):
     kl_temperature: float = 2.0  # softens both distributions in the KL; ~2 passes on the teacher's "dark knowledge"
     # (student_layer, teacher_layer) pairs, 1-based hidden_states indices; None = default_layer_map()
     layer_map: tuple[tuple[int, int], ...] | None = None
+    # An instruction that makes the base LLM say the request back, e.g. "Repeat exactly what I said.". When set,
+    # every training clip is also used once with it after the audio, and the KL/CE terms then distil the base
+    # LLM's echo of the transcript: word-by-word supervision of what was heard, next to the (short) answers.
+    # Validation keeps the bare requests. "" = off.
+    echo_prompt: str = ""
+    # Start the AudioEmbedding's conv stem from the Whisper teacher's own (conv1/conv2), when the shapes fit:
+    # embedding.conv_channels equal to the teacher's width and the same n_mels. A trained acoustic front-end
+    # instead of a random one; the rest of the embedding and the LoRA start as usual.
+    stem_from_teacher: bool = True
 
     def __post_init__(self) -> None:
         for name in ("w_layer", "w_kl", "w_ce"):
@@ -98,6 +107,9 @@ class DistillConfig(_Config):
         _check(isinstance(self.kl_temperature, (int, float)) and math.isfinite(self.kl_temperature)
                and self.kl_temperature > 0,
                f"kl_temperature must be > 0, got {self.kl_temperature!r}")
+        _check(isinstance(self.echo_prompt, str), f"echo_prompt must be a string, got {self.echo_prompt!r}")
+        _check(not self.echo_prompt or self.w_kl > 0 or self.w_ce > 0,
+               "echo_prompt needs a response term (w_kl or w_ce > 0): the echo is distilled as a response")
         if self.layer_map is not None:
             # Accepts JSON's list of lists as well as tuples; stored as a tuple of tuples.
             self.layer_map = _normalise_layer_map(self.layer_map)

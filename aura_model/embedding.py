@@ -50,6 +50,8 @@ class AudioEmbedding(nn.Module):
         self.d_model = d_model
         self.conv1 = nn.Conv1d(n_mels, c, kernel_size=3, padding=1)
         self.conv2 = nn.Conv1d(c, c, kernel_size=3, stride=2, padding=1)
+        # residual context blocks at 50 Hz: same length in and out, so the token count formula holds
+        self.context = nn.ModuleList(nn.Conv1d(c, c, kernel_size=5, padding=2) for _ in range(self.cfg.context_convs))
         stacked = c * self.cfg.stack
         self.norm = nn.LayerNorm(stacked)
         self.dropout = nn.Dropout(self.cfg.dropout)
@@ -73,6 +75,23 @@ class AudioEmbedding(nn.Module):
             raise ValueError(f"token embeddings have width {token_embeddings.shape[-1]}, expected {self.d_model}")
         rms = token_embeddings.detach().float().pow(2).mean(dim=0).sqrt()  # (d_model,)
         self.out_norm.weight.copy_(rms.to(self.out_norm.weight))
+
+    @torch.no_grad()
+    def load_stem(self, weights: dict[str, torch.Tensor]) -> None:
+        """Start the conv stem from a Whisper encoder's (same layout: k=3 conv, then k=3 stride-2 conv, GELU).
+
+        ``weights`` holds ``conv1.weight`` (C, n_mels, 3), ``conv1.bias``, ``conv2.weight`` (C, C, 3), ``conv2.bias``
+        with C = conv_channels; anything else is a ValueError naming the shapes.
+        """
+        for name in ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"):
+            module, attr = name.split(".")
+            target = getattr(getattr(self, module), attr)
+            if name not in weights or tuple(weights[name].shape) != tuple(target.shape):
+                got = tuple(weights[name].shape) if name in weights else "nothing"
+                raise ValueError(f"stem weight {name}: expected shape {tuple(target.shape)}, got {got}")
+        for name in ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"):
+            module, attr = name.split(".")
+            getattr(getattr(self, module), attr).copy_(weights[name].to(getattr(getattr(self, module), attr)))
 
     @property
     def stack(self) -> int:
@@ -98,7 +117,10 @@ class AudioEmbedding(nn.Module):
         x = F.gelu(self.conv2(x))  # (B, C, F2), F2 = ceil(F / 2)
         f2 = x.shape[-1]
         lengths2 = conv_frames(frame_lengths)
-        x = x * _length_mask(lengths2, f2)[:, None, :]
+        mask2 = _length_mask(lengths2, f2)[:, None, :]
+        x = x * mask2
+        for conv in self.context:
+            x = x + F.gelu(conv(x)) * mask2  # (B, C, F2)
         pad = (-f2) % self.stack
         x = F.pad(x, (0, pad))  # (B, C, T * stack)
         x = x.transpose(1, 2)  # (B, T * stack, C)

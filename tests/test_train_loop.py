@@ -16,7 +16,11 @@ from aura_model.config import RuntimeConfig
 from aura_model.errors import AuraError
 from aura_model.tiny import save_tiny_base, tiny_llm, tiny_tokenizer
 from aura_model.train import ListReporter, build_spec, train
+from aura_model.processor import AuraProcessor
+from aura_model.train.batching import Collator, text_prompt_ids
 from aura_model.train.command import add_arguments, run
+from aura_model.train.data import Item
+from aura_model.train.loop import with_echo_items
 from aura_model.train.teacher import Teacher
 from aura_model.train.tiny import make_clip_folder, save_tiny_wav2vec2, save_tiny_whisper, speech_like
 
@@ -354,3 +358,65 @@ def test_a_stop_while_filling_the_cache_keeps_what_was_cached(world, tmp_path):
     assert len(list((tmp_path / "cache" / "teacher").rglob("*.safetensors"))) == 4  # the first batch is kept
     again = train(make_spec(world, tmp_path / "a", knobs), ListReporter())
     assert again.cache["teacher_hits"] == 4 and again.cache["teacher_misses"] == 6 and again.output.is_dir()
+
+
+# ---------------------------------------------------------------------- echo items
+def test_echo_prompt_goes_after_the_audio_for_the_student_and_after_the_transcript_for_the_base():
+    processor = AuraProcessor(tiny_tokenizer())
+    base = processor.tokenizer.decode(text_prompt_ids(processor, "turn on the light", "say it back"))
+    assert base.index("turn on the light") < base.index("say it back")
+    assert "say it back" not in processor.tokenizer.decode(text_prompt_ids(processor, "turn on the light"))
+    collate = Collator(None, processor, None, None, [], want_response=False, want_base=False)
+    prompt = collate.audio_prompt("say it back")
+    assert prompt.index(processor.prompt.placeholder) < prompt.index("say it back")  # the audio states stay task-blind
+    assert "say it back" not in collate.audio_prompt("")
+
+    items = [Item(key="a.wav", transcript="x", response=[1, 2]), Item(key="b.wav", transcript="y")]
+    assert with_echo_items(items, "") is items
+    echoed = with_echo_items(items, "say it back")
+    assert [(it.key, it.instruction, it.response) for it in echoed[2:]] == [
+        ("a.wav#echo", "say it back", None), ("b.wav#echo", "say it back", None)]
+    assert items[0].instruction == "" and items[0].response == [1, 2]  # the originals are untouched
+
+
+def test_echo_items_double_the_training_clips_not_the_validation(world, tmp_path):
+    rep = ListReporter()
+    result = train(make_spec(world, tmp_path / "a", {"distill.echo_prompt": "say it back", "train.max_steps": 2,
+                                                     "train.cache_dir": tmp_path / "cache"}), rep)
+    assert result.exit_code == 0 and result.data["n_train"] == 8 and result.data["n_val"] == 2
+    assert result.cache["response_misses"] == 10 + 8  # every clip once, each training clip again with the echo prompt
+    assert any(m.startswith("training: 16 clips") for m in rep.messages)
+    with pytest.raises(AuraError, match="echo_prompt needs a response term"):
+        make_spec(world, tmp_path / "b", {"distill.echo_prompt": "say it back", "distill.w_kl": 0})
+
+
+# ---------------------------------------------------------------------- stem from the teacher
+def test_embedding_stem_starts_from_the_whisper_teachers_conv_stem(world, tmp_path):
+    from transformers import WhisperForConditionalGeneration
+
+    from aura_model.config import EmbeddingConfig
+    from aura_model.embedding import AudioEmbedding
+    from aura_model.train.teacher import inspect_teacher, whisper_stem
+
+    info = inspect_teacher(str(world["whisper"]))
+    stem = whisper_stem(info)
+    encoder = WhisperForConditionalGeneration.from_pretrained(str(world["whisper"])).model.encoder
+    assert_close(stem["conv2.weight"], encoder.conv2.weight, atol=0, rtol=0)
+    emb = AudioEmbedding(80, 48, EmbeddingConfig(conv_channels=info.width))
+    emb.load_stem(stem)
+    assert_close(emb.conv1.weight, encoder.conv1.weight, atol=0, rtol=0)
+    assert_close(emb.conv2.bias, encoder.conv2.bias, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="conv1.weight: expected shape"):
+        AudioEmbedding(80, 48, EmbeddingConfig(conv_channels=info.width + 1)).load_stem(stem)
+
+    rep = ListReporter()
+    out = tmp_path / "fits"
+    train(make_spec(world, out, {"embedding.conv_channels": info.width, "train.max_steps": 1}), rep)
+    assert "embedding: conv stem starts from the teacher's" in rep.messages
+    rep = ListReporter()
+    train(make_spec(world, tmp_path / "random", {"distill.stem_from_teacher": "false", "train.max_steps": 1,
+                                                 "embedding.conv_channels": info.width}), rep)
+    assert not any(m.startswith("embedding: conv stem") for m in rep.messages)
+    rep = ListReporter()
+    train(make_spec(world, tmp_path / "misfit", {"train.max_steps": 1}), rep)  # TINY has 32 channels
+    assert any(m.startswith("embedding: conv stem starts random, the teacher's does not fit") for m in rep.messages)

@@ -93,15 +93,15 @@ def pad_left(rows: Sequence[Sequence[int]], spans: Sequence[Sequence[tuple[int, 
     return Tokens(ids, att, pos, shifted)
 
 
-def text_messages(processor: AuraProcessor, transcript: str):
+def text_messages(processor: AuraProcessor, transcript: str, instruction: str = ""):
     """The audio turn with its placeholder replaced by the transcript: what the base LLM reads."""
-    msgs = processor.messages(None, n_audio=1)
+    msgs = processor.messages(instruction or None, n_audio=1)
     msgs[-1] = dict(msgs[-1], content=msgs[-1]["content"].replace(processor.prompt.placeholder, transcript))
     return msgs
 
 
-def text_prompt_ids(processor: AuraProcessor, transcript: str) -> list[int]:
-    ids, _ = processor.encode_one(processor.render(text_messages(processor, transcript)), [])
+def text_prompt_ids(processor: AuraProcessor, transcript: str, instruction: str = "") -> list[int]:
+    ids, _ = processor.encode_one(processor.render(text_messages(processor, transcript, instruction)), [])
     return ids
 
 
@@ -118,7 +118,7 @@ class Collator:
         self.want_response = want_response
         self.want_base = want_base
         self.want_prompt_only = want_prompt_only
-        self.audio_prompt = processor.render(processor.messages(None, n_audio=1))
+        self._audio_prompts: dict[str, str] = {}  # instruction -> rendered audio turn
 
     def __call__(self, items: list[Item]) -> Batch:
         waves = []
@@ -136,16 +136,23 @@ class Collator:
         if self.want_response:
             self._responses(batch, items)
             if self.want_base:
-                rows = [text_prompt_ids(self.processor, it.transcript or "") + list(it.response or []) for it in items]
+                rows = [text_prompt_ids(self.processor, it.transcript or "", it.instruction) + list(it.response or [])
+                        for it in items]
                 batch.base = pad_left(rows, [[] for _ in rows], self.processor.pad_id)
         if self.want_prompt_only:
             batch.prompt_only = self._student_tokens(items, n_tok, with_response=False)
         return batch
 
+    def audio_prompt(self, instruction: str = "") -> str:
+        """The rendered user turn: one audio placeholder, then the item's instruction if any."""
+        if instruction not in self._audio_prompts:
+            self._audio_prompts[instruction] = self.processor.render(self.processor.messages(instruction or None, n_audio=1))
+        return self._audio_prompts[instruction]
+
     def _student_tokens(self, items: list[Item], n_tok: list[int], with_response: bool) -> Tokens:
         rows, spans = [], []
         for it, n in zip(items, n_tok):
-            ids, row_spans = self.processor.encode_one(self.audio_prompt, [n])
+            ids, row_spans = self.processor.encode_one(self.audio_prompt(it.instruction), [n])
             if with_response:
                 ids = ids + list(it.response or [])
             rows.append(ids)

@@ -55,6 +55,7 @@ class Item:
     num_samples: int = 0  # samples at the student's sample rate, set when validated
     teacher_key: str = ""  # cache key of its teacher states
     response: list[int] | None = None  # the base LLM's answer ids (EOS included when it ended), from the cache
+    instruction: str = ""  # text after the audio in the user turn ("" = the bare request); echo items carry one
 
 
 @dataclass

@@ -35,6 +35,7 @@ import shutil
 import signal
 import threading
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -54,11 +55,11 @@ from . import checkpoint as ckpt
 from .batching import Batch, Collator, batches_per_epoch, epoch_batches, loader
 from .cache import Cache
 from .config import TrainSpec, spec_differences
-from .data import DataReport, list_items, open_source, split_items
+from .data import DataReport, Item, list_items, open_source, split_items
 from .prepare import (LazyTeacher, Ranks, StopRequested, base_fingerprint, cut_at_eos, fill_responses,
                       fill_teacher_states, fill_transcripts, validate_items)
 from .progress import Reporter, TqdmReporter
-from .teacher import Teacher, inspect_teacher, model_fingerprint, resolve_teacher_dtype
+from .teacher import Teacher, inspect_teacher, model_fingerprint, resolve_teacher_dtype, whisper_stem
 
 SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}  # 128 + signal number, the shell's convention
 HISTORY_IN_BUNDLE = 200  # loss points kept in aura_config.json
@@ -99,6 +100,14 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------ the training module
+def with_echo_items(items: list[Item], echo_prompt: str) -> list[Item]:
+    """``items``, then (when ``echo_prompt`` is set) one copy of each asking the base LLM to repeat it."""
+    if not echo_prompt:
+        return items
+    return items + [dataclasses.replace(it, key=f"{it.key}#echo", instruction=echo_prompt, response=None)
+                    for it in items]
+
+
 def gather_spans(h: torch.Tensor, spans: list[list[tuple[int, int]]], t_max: int) -> torch.Tensor:
     """(B, L, D) states -> (B, t_max, D): each row's audio span, zero-padded at the end."""
     rows = []
@@ -127,38 +136,39 @@ class DistillModule(nn.Module):
         out = self.aura(s.input_ids, s.attention_mask, s.position_ids, s.audio_spans, batch.features,
                         batch.frame_lengths, output_hidden_states=want_layer, use_cache=False, logits_to_keep=r + 1)
         terms: dict[str, torch.Tensor] = {}
-        student = teacher = None
+        student = teacher = mask = None
         if want_layer:
             t_max = batch.layer_mask.shape[1]
             student = [gather_spans(out.hidden_states[sl], s.audio_spans, t_max) for sl, _ in self.layer_map]
             teacher = [batch.teacher[tl] for _, tl in self.layer_map]
-            terms["layer"], _ = layerwise_loss(student, teacher, self.heads, batch.layer_mask, d.beta)
+            mask = batch.layer_mask
+            terms["layer"], _ = layerwise_loss(student, teacher, self.heads, mask, d.beta)
         logits = out.logits[:, :-1] if with_responses else None  # (B, R, V): slot i predicts response slot i
         if with_responses and base_logits is not None and (d.w_kl > 0 or not self.training):
             terms["kl"] = response_kl(logits, base_logits, batch.response_mask, d.kl_temperature)
         if with_responses and (d.w_ce > 0 or not self.training):
             terms["ce"] = response_ce(logits, batch.responses, batch.response_mask)
-        return terms, student, teacher, logits
+        return terms, (student, teacher, mask), logits
 
     def forward(self, batch: Batch, base_logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         d = self.distill
         with_responses = batch.responses is not None and (d.w_kl > 0 or d.w_ce > 0)
-        terms, _, _, _ = self._run(batch, base_logits, with_responses)
+        terms, _, _ = self._run(batch, base_logits, with_responses)
         return terms
 
     @torch.no_grad()
     def eval_sums(self, batch: Batch, base_logits: torch.Tensor | None) -> dict[str, Any]:
         """Sums over this batch for the validation metrics (the caller divides after reducing)."""
         with_responses = batch.responses is not None
-        terms, student, teacher, logits = self._run(batch, base_logits, with_responses)
+        terms, (student, teacher, mask), logits = self._run(batch, base_logits, with_responses)
         out: dict[str, Any] = {"items": batch.size}
         if student is not None:
-            n = float(batch.layer_mask.sum())
+            n = float(mask.sum())
             projected = self.heads(student)
             out["layer_positions"] = n
             out["layer_sum"] = float(terms["layer"]) * n
             # cosine on layer-normalised features = 1 - the loss with beta 0
-            out["cosine_sums"] = [(1.0 - float(layer_alignment_loss(p, t, batch.layer_mask, 0.0))) * n
+            out["cosine_sums"] = [(1.0 - float(layer_alignment_loss(p, t, mask, 0.0))) * n
                                   for p, t in zip(projected, teacher)]
         if with_responses:
             n = float(batch.response_mask.sum())
@@ -303,6 +313,7 @@ class Trainer:
         resume_from = self._resume_point()
         try:
             train_items, val_items = self._prepare_data()
+            train_items = with_echo_items(train_items, self.d.echo_prompt)
             self._build_student()
             if self.need_response:
                 with self._timed("responses"):
@@ -448,6 +459,8 @@ class Trainer:
             cfg = spec.model
             embedding = AudioEmbedding(cfg.audio.n_mels, self.d_student, cfg.embedding)
             embedding.match_scale(llm.get_input_embeddings().weight)
+            if self.d.stem_from_teacher:
+                self._init_stem(embedding)
             embedding = embedding.to(device)
             llm = attach_lora(llm, cfg.lora)
             self.aura = AuraModel(llm, embedding)
@@ -458,6 +471,19 @@ class Trainer:
         from ..assistant import Assistant
 
         self.eos_ids = Assistant._eos_ids(self.tokenizer, self.aura)
+
+    def _init_stem(self, embedding: AudioEmbedding) -> None:
+        stem = whisper_stem(self.info)
+        if stem is None:
+            self.rep.message("embedding: conv stem starts random (the teacher has no Whisper conv stem on disk)")
+            return
+        try:
+            embedding.load_stem(stem)
+        except ValueError as exc:
+            self.rep.message(f"embedding: conv stem starts random, the teacher's does not fit ({exc}); "
+                             f"set embedding.conv_channels to {stem['conv2.weight'].shape[0]} to start from it")
+            return
+        self.rep.message("embedding: conv stem starts from the teacher's")
 
     def _build_optimizer(self) -> None:
         t = self.t

@@ -221,7 +221,7 @@ def fill_responses(items: list[Item], aura, processor, eos_ids: list[int], base_
     from .batching import pad_left
 
     max_tokens = train_cfg.response_max_tokens
-    prompts = {it.key: text_prompt_ids(processor, it.transcript or "") for it in items}
+    prompts = {it.key: text_prompt_ids(processor, it.transcript or "", it.instruction) for it in items}
     keys = {it.key: response_key(base_fp, prompts[it.key], "", max_tokens) for it in items}
     missing = [it for it in items if cache.load_response(keys[it.key]) is None]
     cache.stats["response_hits"] += len(items) - len(missing)

@@ -113,6 +113,29 @@ def model_fingerprint(ref: str, config) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
+STEM_PARAMS = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias")  # a Whisper encoder's conv stem
+
+
+def whisper_stem(info: TeacherInfo) -> dict[str, torch.Tensor] | None:
+    """The Whisper teacher's conv stem (``conv1``/``conv2`` weights and biases), read from its safetensors files
+    without building the model; None for another teacher or when its weights are not on disk."""
+    if not info.is_whisper:
+        return None
+    folder = _local_folder(info.ref)
+    if folder is None:
+        return None
+    from safetensors import safe_open
+
+    found: dict[str, torch.Tensor] = {}
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), "pt") as f:
+            for key in f.keys():
+                for name in STEM_PARAMS:
+                    if key.endswith("encoder." + name):
+                        found[name] = f.get_tensor(key)
+    return found if len(found) == len(STEM_PARAMS) else None
+
+
 # ------------------------------------------------------------------ inspection (no weights)
 def _load_config(ref: str, trust_remote_code: bool):
     from transformers import AutoConfig
