@@ -78,8 +78,6 @@ class EmbeddingConfig(_Config):
 
     conv_channels: int = 256  # width of the two-layer conv stem; ~0.3M params at 80 mels
     stack: int = 4  # consecutive 50 Hz frames concatenated into one audio token (4 -> 12.5 tokens/s)
-    context_convs: int = 0  # residual conv blocks (kernel 5, stride 1) at 50 Hz after the stem: each widens what one
-    #   audio token hears by 80 ms (a word lasts 300-500 ms; the bare stem hears ~110 ms); 0 = the two-layer stem
     mlp_hidden: int = 0  # 0: norm + one linear to the LLM width; > 0: a two-layer MLP with this hidden width
     dropout: float = 0.0  # dropout on the stacked frames while training
     output_norm: bool = True  # RMS-normalise each audio token, with a gain initialised to the LLM's token-embedding
@@ -90,7 +88,6 @@ class EmbeddingConfig(_Config):
         _check(self.conv_channels >= 1, f"conv_channels must be >= 1, got {self.conv_channels}")
         _check(1 <= self.stack <= 16, f"stack must be in [1, 16], got {self.stack}")
         _check(self.mlp_hidden >= 0, f"mlp_hidden must be >= 0, got {self.mlp_hidden}")
-        _check(0 <= self.context_convs <= 8, f"context_convs must be in [0, 8], got {self.context_convs}")
         _check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
 
 

@@ -50,8 +50,6 @@ class AudioEmbedding(nn.Module):
         self.d_model = d_model
         self.conv1 = nn.Conv1d(n_mels, c, kernel_size=3, padding=1)
         self.conv2 = nn.Conv1d(c, c, kernel_size=3, stride=2, padding=1)
-        # residual context blocks at 50 Hz: same length in and out, so the token count formula holds
-        self.context = nn.ModuleList(nn.Conv1d(c, c, kernel_size=5, padding=2) for _ in range(self.cfg.context_convs))
         stacked = c * self.cfg.stack
         self.norm = nn.LayerNorm(stacked)
         self.dropout = nn.Dropout(self.cfg.dropout)
@@ -117,10 +115,7 @@ class AudioEmbedding(nn.Module):
         x = F.gelu(self.conv2(x))  # (B, C, F2), F2 = ceil(F / 2)
         f2 = x.shape[-1]
         lengths2 = conv_frames(frame_lengths)
-        mask2 = _length_mask(lengths2, f2)[:, None, :]
-        x = x * mask2
-        for conv in self.context:
-            x = x + F.gelu(conv(x)) * mask2  # (B, C, F2)
+        x = x * _length_mask(lengths2, f2)[:, None, :]
         pad = (-f2) % self.stack
         x = F.pad(x, (0, pad))  # (B, C, T * stack)
         x = x.transpose(1, 2)  # (B, T * stack, C)
