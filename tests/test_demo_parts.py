@@ -170,8 +170,7 @@ def test_llm_quick_training_learns_and_reloads(tmp_path):
     cfg = lm.LLMTrainConfig.quick(steps=100, eval_splits=("valid",), eval_limit=8)
     out = lm.train_llm(tmp_path / "llm", seed=0, cfg=cfg)
     report = lm.load_llm_report(out)
-    # from chance (ln V) to well below it; echo examples (whole sentences as targets) keep the mean loss higher
-    assert report["loss_last"] < report["loss_first"] / 2, (report["loss_first"], report["loss_last"])
+    assert report["loss_last"] < report["loss_first"] / 3, (report["loss_first"], report["loss_last"])
     assert report["scores"]["valid"]["n"] == 8
     assert (out / "model.safetensors").exists()
 
@@ -193,20 +192,6 @@ def test_llm_quick_training_learns_and_reloads(tmp_path):
     rows = domain.sentences("valid")[:8]
     assert lm.score(rows, lm.answer_texts(model, tok, [r["text"] for r in rows]))["accuracy"] == \
         report["scores"]["valid"]["accuracy"]
-    assert report["scores"]["echo_valid"]["n"] == 8
-    assert lm.evaluate_echo(model, tok, "valid", limit=8)["accuracy"] == report["scores"]["echo_valid"]["accuracy"]
-
-
-def test_echo_examples_are_the_prompt_the_trainer_gives_the_base_llm():
-    from aura_model.processor import AuraProcessor
-    from aura_model.train.batching import text_messages
-
-    tok = lm.train_domain_tokenizer(lm.domain_texts(), 1024)
-    asked = text_messages(AuraProcessor(tok), "turn on the kitchen light", lm.ECHO_PROMPT)
-    assert asked == [{"role": "user", "content": lm.echo_request("turn on the kitchen light")}]
-    ids, labels = lm.encode_example(tok, lm.echo_request("turn on the kitchen light"), "turn on the kitchen light")
-    target = [t for t in labels if t != -100]
-    assert tok.decode(target, skip_special_tokens=True) == "turn on the kitchen light"
 
 
 # ----------------------------------------------------------------------- tiny Whisper
@@ -234,8 +219,7 @@ def test_whisper_quick_training_learns_and_reloads(spoken, tmp_path):
                                        time_masks=0, freq_masks=0, ctc_weight=0.0)
     out = asr.train_whisper(data_dir, tmp_path / "asr", seed=0, cfg=cfg)
     report = asr.load_asr_report(out)
-    # from chance (ln V) to well below it; echo examples (whole sentences as targets) keep the mean loss higher
-    assert report["loss_last"] < report["loss_first"] / 2, (report["loss_first"], report["loss_last"])
+    assert report["loss_last"] < report["loss_first"] / 3, (report["loss_first"], report["loss_last"])
     assert report["scores"]["valid"]["n"] == 4 and report["input_frames"] == 500
 
     model, tok = asr.load_teacher(out)

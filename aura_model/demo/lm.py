@@ -40,8 +40,6 @@ from .training import adamw, load_report, loss_summary, save_run, warmup_cosine_
 
 ReportFn = Callable[[dict], None]
 
-ECHO_PROMPT = "repeat that"  # the demo's echo instruction, written after the request in the user turn
-
 
 @dataclass
 class LLMTrainConfig:
@@ -69,9 +67,6 @@ class LLMTrainConfig:
     #   LLM is brittle to context (measured: one extra system word drops its accuracy from 98% to 83%, 24 extra
     #   tokens to 25%), which an audio span of ~30 tokens in place of ~8 words then has to fight
     max_history: int = 2  # most earlier turns prepended to one example
-    echo_prompt: str = ECHO_PROMPT  # "<request> repeat that" -> "<request>": the LLM can say a request back, so
-    #   distillation (DistillConfig.echo_prompt) can supervise every heard word, not only the short answer
-    echo_fraction: float = 0.15  # share of each batch that are echo examples (taken from the request share)
     family_weights: tuple[tuple[str, float], ...] = (
         ("arithmetic", 0.3), ("calendar", 0.2), ("unit_conversion", 0.15), ("capital", 0.15),
         ("timer", 0.1), ("smart_home", 0.1))  # sampling share of each family among the request examples
@@ -104,12 +99,6 @@ class LLMTrainConfig:
             raise AuraError(f"LLMTrainConfig.history_fraction must be in [0, 1], got {self.history_fraction}")
         if self.max_history < 1:
             raise AuraError(f"LLMTrainConfig.max_history must be >= 1, got {self.max_history}")
-        if not 0 <= self.echo_fraction < 1 or (self.echo_fraction and not self.echo_prompt):
-            raise AuraError(f"LLMTrainConfig.echo_fraction must be in [0, 1) and needs an echo_prompt, "
-                            f"got {self.echo_fraction} with {self.echo_prompt!r}")
-        if not 0 <= self.knowledge_fraction + self.echo_fraction < 1:
-            raise AuraError("LLMTrainConfig: knowledge_fraction + echo_fraction must stay below 1, got "
-                            f"{self.knowledge_fraction} + {self.echo_fraction}")
         if not 0 <= self.knowledge_fraction < 1:
             raise AuraError(f"LLMTrainConfig.knowledge_fraction must be in [0, 1), got {self.knowledge_fraction}")
         unknown = {f for f, _ in self.family_weights} - set(domain.family_names())
@@ -136,7 +125,7 @@ def domain_texts() -> list[str]:
     """Every request text and answer of every split, the knowledge queries and the chat roles: the tokenizer's corpus."""
     texts = [s for split in domain.SPLITS for r in domain.sentences(split) for s in (r["text"], r["answer"])]
     texts += [q for q, _ in knowledge_corpus()]
-    return texts + ["system user assistant"] * 100 + [ECHO_PROMPT] * 100  # so the ChatML role names are single tokens
+    return texts + ["system user assistant"] * 100  # so the ChatML role names are single tokens
 
 
 def train_domain_tokenizer(texts: list[str], vocab_size: int = 1024):
@@ -205,11 +194,6 @@ def train_requests(pool: str = "compositions") -> list[dict]:
     extra = sorted((c for c in domain._candidates() if c.split == "train" and c.text not in seen),
                    key=lambda c: (c.family, c.text))
     return rows + [{"text": c.text, "answer": c.answer, "family": c.family} for c in extra]
-
-
-def echo_request(text: str, echo_prompt: str = ECHO_PROMPT) -> str:
-    """The user turn that asks for ``text`` back: the request, then the instruction (as the trainer writes it)."""
-    return f"{text} {echo_prompt}"
 
 
 def prompt_ids(tokenizer, text: str) -> list[int]:
@@ -322,19 +306,11 @@ def evaluate_text(model, tokenizer, split: str, limit: int | None = None) -> dic
     return score(rows, answer_texts(model, tokenizer, [r["text"] for r in rows]))
 
 
-def evaluate_echo(model, tokenizer, split: str, echo_prompt: str = ECHO_PROMPT, limit: int | None = None) -> dict:
-    """Exact match of the LLM saying back requests of ``split`` when asked with ``echo_prompt``."""
-    rows = domain.sentences(split)[:limit] if limit else domain.sentences(split)
-    asks = [echo_request(r["text"], echo_prompt) for r in rows]
-    return score([dict(r, answer=r["text"]) for r in rows], answer_texts(model, tokenizer, asks, max_new_tokens=40))
-
-
 # --------------------------------------------------------------------------- training
 
 
 def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cfg: LLMTrainConfig | None = None,
-              report: ReportFn | None = None, threads: int | None = None,
-              init_from: str | os.PathLike | None = None) -> Path:
+              report: ReportFn | None = None, threads: int | None = None) -> Path:
     """Train the demo tokenizer and LLM; save both to ``out_dir``; return ``out_dir``.
 
     ``out_dir`` then holds ``config.json``, ``model.safetensors``, ``generation_config.json``,
@@ -350,11 +326,7 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
 
-    if init_from is not None:  # go on from a trained LLM and its tokenizer (experiments)
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        tokenizer = AutoTokenizer.from_pretrained(init_from)
-    else:
-        tokenizer = train_domain_tokenizer(domain_texts(), cfg.vocab_size)
+    tokenizer = train_domain_tokenizer(domain_texts(), cfg.vocab_size)
     train_rows = train_requests(cfg.request_pool)
     examples = [encode_example(tokenizer, r["text"], r["answer"]) for r in train_rows]
     share = dict(cfg.family_weights)
@@ -363,15 +335,9 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
                                     for r in train_rows], dtype=torch.double)
     statements = knowledge_corpus() if cfg.knowledge else []
     examples += [encode_example(tokenizer, q, a) for q, a in statements]
-    echo_texts = [r["text"] for r in train_rows] if cfg.echo_fraction else []
-    examples += [encode_example(tokenizer, echo_request(t, cfg.echo_prompt), t) for t in echo_texts]
     newline_id = tokenizer.encode("\n", add_special_tokens=False)[0]
     n_knowledge = round(cfg.batch_size * cfg.knowledge_fraction) if statements else 0
-    n_echo = round(cfg.batch_size * cfg.echo_fraction) if echo_texts else 0
-    if init_from is not None:
-        model = AutoModelForCausalLM.from_pretrained(init_from)
-    else:
-        model = build_llm(cfg, tokenizer, seed)
+    model = build_llm(cfg, tokenizer, seed)
     n_params = sum(p.numel() for p in model.parameters())
     opt = adamw(model.parameters(), cfg.lr, cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)
@@ -380,15 +346,12 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
     model.train()
     pretrain_steps = int(cfg.steps * cfg.pretrain_fraction) if statements else 0
     for step in range(cfg.steps):
-        k, e = (cfg.batch_size, 0) if step < pretrain_steps else (n_knowledge, n_echo)
+        k = cfg.batch_size if step < pretrain_steps else n_knowledge
         b = torch.zeros(0, dtype=torch.long)
-        if k + e < cfg.batch_size:
-            b = torch.multinomial(request_weights, cfg.batch_size - k - e, replacement=True, generator=gen)
+        if k < cfg.batch_size:
+            b = torch.multinomial(request_weights, cfg.batch_size - k, replacement=True, generator=gen)
         if k:
             b = torch.cat([b, len(train_rows) + torch.randint(0, len(statements), (k,), generator=gen)])
-        if e:
-            first_echo = len(train_rows) + len(statements)
-            b = torch.cat([b, first_echo + torch.randint(0, len(echo_texts), (e,), generator=gen)])
         chosen = []
         for i in b.tolist():
             turns = 0
@@ -417,8 +380,6 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
 
     model.eval()
     scores = {s: evaluate_text(model, tokenizer, s, cfg.eval_limit) for s in cfg.eval_splits}
-    if cfg.echo_fraction:
-        scores["echo_valid"] = evaluate_echo(model, tokenizer, "valid", cfg.echo_prompt, cfg.eval_limit or 300)
     summary = save_run(out_dir, model, tokenizer, "llm_report.json", cfg, {
         "seed": seed, "quick": quick, "params": n_params, "train_examples": len(train_rows),
         "knowledge_statements": len(statements),
