@@ -54,6 +54,8 @@ def test_shipped_bundle_carries_models_samples_and_report(built, capsys):
     _, ship = built
     meta = read_bundle_config(ship)
     assert meta["teacher"]
+    teacher_width = json.loads((ship / "teacher" / "config.json").read_text())["d_model"]
+    assert meta["model"]["embedding"]["conv_channels"] == teacher_width  # the stem was started from the teacher's
     for rel in ("base/config.json", "base/model.safetensors", "teacher/config.json", "samples/samples.jsonl",
                 "report.md", "report.png", "adapter_model.safetensors", "audio_embedding.safetensors"):
         assert (ship / rel).is_file(), rel
@@ -77,3 +79,15 @@ def test_eval_log_line_leaves_out_metrics_a_run_does_not_compute():
     assert full == "   [AuRA] eval @ 500: cosine 0.812, kl 3.800, token accuracy 0.700, answer agreement 0.125"
     no_layer = eval_line("no layer-wise loss", {"step": 500, "val_cosine": None, "val_kl": 3.5})
     assert no_layer == "   [no layer-wise loss] eval @ 500: kl 3.500"
+
+
+def test_distillation_flags_start_the_stem_from_the_teacher(tmp_path):
+    from aura_model.demo.build import FULL, teacher_width
+
+    (tmp_path / "config.json").write_text(json.dumps({"d_model": 128}))
+    assert teacher_width(tmp_path) == 128 and teacher_width(tmp_path / "missing") is None
+    flags = FULL.flags(1, 128)
+    assert flags[flags.index("--embedding.conv_channels") + 1] == "128"
+    assert flags[flags.index("--distill.stem_from_teacher") + 1] == "true"
+    assert flags[flags.index("--distill.w_layer") + 1] == str(FULL.w_layer)
+    assert "--embedding.conv_channels" not in FULL.flags(1, None)  # an unreadable teacher: the default stem

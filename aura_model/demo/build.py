@@ -39,16 +39,32 @@ class DistillPlan:
     batch_size: int  # clips per step
     lr: float  # peak learning rate
     eval_every: int  # steps between validation passes
+    w_layer: float = 3.0  # weight of the layer-wise loss (the trainer's default is 1); measured at 1200 steps on the
+    #   demo: cosine 0.83 vs 0.79 and token accuracy 0.68 vs 0.66, the response KL no worse
+    stem_from_teacher: bool = True  # conv stem as wide as the teacher's, started from its weights; measured at
+    #   1200 steps: answer agreement 7.8% vs 4.7%, KL 4.10 vs 4.36, cosine 0.79 vs 0.77 (random 256-wide stem)
 
-    def flags(self, threads: int) -> list[str]:
-        return [
+    def flags(self, threads: int, teacher_width: int | None = None) -> list[str]:
+        flags = [
             "--max-steps", str(self.steps), "--train.batch_size", str(self.batch_size), "--train.lr", str(self.lr),
             "--train.warmup_steps", str(max(1, self.steps // 20)), "--train.eval_every", str(self.eval_every),
             "--train.max_val_items", "64", "--train.seed", "0", "--train.num_threads", str(threads),
+            "--distill.w_layer", str(self.w_layer),
         ]
+        if self.stem_from_teacher and teacher_width:
+            flags += ["--embedding.conv_channels", str(teacher_width), "--distill.stem_from_teacher", "true"]
+        return flags
 
 
-FULL = DistillPlan(steps=3000, batch_size=16, lr=2e-3, eval_every=500)
+def teacher_width(teacher: Path) -> int | None:
+    """The demo teacher's encoder width (config.json d_model), None when it cannot be read."""
+    try:
+        return int(json.loads((Path(teacher) / "config.json").read_text())["d_model"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+FULL = DistillPlan(steps=10000, batch_size=16, lr=2e-3, eval_every=1000)
 QUICK = DistillPlan(steps=30, batch_size=8, lr=2e-3, eval_every=0)
 ABLATIONS = {"no layer-wise loss": ["--distill.w_layer", "0"], "no response KL": ["--distill.w_kl", "0"]}
 SAMPLES_PER_FAMILY = 1
@@ -89,7 +105,7 @@ def _run_trainer(teacher, student, data, output, plan, extra, log, cache, carry_
     cmd = [sys.executable, "-m", "aura_model.train", "--teacher", str(teacher), "--student", str(student),
            "--data", str(data), "--output", str(output), "--progress-json", "--train.cache_dir", str(cache),
            "--train.bundle_base", str(carry_models).lower(), "--train.bundle_teacher", str(carry_models).lower(),
-           *plan.flags(threads), *extra]
+           *plan.flags(threads, teacher_width(teacher)), *extra]
     log(f"   [{name}] $ aura train " + " ".join(cmd[3:]))
     losses: list[float] = []
     finished: dict = {}
