@@ -396,6 +396,9 @@ def build(work: Path, quick: bool = False, ship_to: Path | None = None, jobs: in
         if not (teacher / "asr_report.json").is_file():
             todo.append(("teacher", teacher))
         _train_models(todo, work / "data", quick, jobs, threads)
+    if not todo:  # the report then says so instead of showing a 0 s stage
+        timings["2-4. tokenizer + LLM, teacher ASR (reused from an earlier run)"] = timings.pop(
+            "2-4. tokenizer + LLM, teacher ASR")
     with _stage(log, "5. distil AuRA adapter", timings):
         bundle, ablations, traces = distil_all(teacher, llm, work / "data" / "train", work, plan, jobs, threads, log)
     for folder in (bundle / "base", bundle / "teacher"):
