@@ -365,4 +365,3 @@ def test_distill_config_validation_names_the_bad_value(kwargs, match):
 def test_distill_config_unknown_field_is_refused():
     with pytest.raises(AuraError, match="unknown field"):
         DistillConfig.from_dict({"w_kd": 1.0})
-

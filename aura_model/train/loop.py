@@ -29,13 +29,13 @@ stops at once (KeyboardInterrupt).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import shutil
 import signal
 import threading
 import time
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -136,39 +136,38 @@ class DistillModule(nn.Module):
         out = self.aura(s.input_ids, s.attention_mask, s.position_ids, s.audio_spans, batch.features,
                         batch.frame_lengths, output_hidden_states=want_layer, use_cache=False, logits_to_keep=r + 1)
         terms: dict[str, torch.Tensor] = {}
-        student = teacher = mask = None
+        student = teacher = None
         if want_layer:
             t_max = batch.layer_mask.shape[1]
             student = [gather_spans(out.hidden_states[sl], s.audio_spans, t_max) for sl, _ in self.layer_map]
             teacher = [batch.teacher[tl] for _, tl in self.layer_map]
-            mask = batch.layer_mask
-            terms["layer"], _ = layerwise_loss(student, teacher, self.heads, mask, d.beta)
+            terms["layer"], _ = layerwise_loss(student, teacher, self.heads, batch.layer_mask, d.beta)
         logits = out.logits[:, :-1] if with_responses else None  # (B, R, V): slot i predicts response slot i
         if with_responses and base_logits is not None and (d.w_kl > 0 or not self.training):
             terms["kl"] = response_kl(logits, base_logits, batch.response_mask, d.kl_temperature)
         if with_responses and (d.w_ce > 0 or not self.training):
             terms["ce"] = response_ce(logits, batch.responses, batch.response_mask)
-        return terms, (student, teacher, mask), logits
+        return terms, student, teacher, logits
 
     def forward(self, batch: Batch, base_logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         d = self.distill
         with_responses = batch.responses is not None and (d.w_kl > 0 or d.w_ce > 0)
-        terms, _, _ = self._run(batch, base_logits, with_responses)
+        terms, _, _, _ = self._run(batch, base_logits, with_responses)
         return terms
 
     @torch.no_grad()
     def eval_sums(self, batch: Batch, base_logits: torch.Tensor | None) -> dict[str, Any]:
         """Sums over this batch for the validation metrics (the caller divides after reducing)."""
         with_responses = batch.responses is not None
-        terms, (student, teacher, mask), logits = self._run(batch, base_logits, with_responses)
+        terms, student, teacher, logits = self._run(batch, base_logits, with_responses)
         out: dict[str, Any] = {"items": batch.size}
         if student is not None:
-            n = float(mask.sum())
+            n = float(batch.layer_mask.sum())
             projected = self.heads(student)
             out["layer_positions"] = n
             out["layer_sum"] = float(terms["layer"]) * n
             # cosine on layer-normalised features = 1 - the loss with beta 0
-            out["cosine_sums"] = [(1.0 - float(layer_alignment_loss(p, t, mask, 0.0))) * n
+            out["cosine_sums"] = [(1.0 - float(layer_alignment_loss(p, t, batch.layer_mask, 0.0))) * n
                                   for p, t in zip(projected, teacher)]
         if with_responses:
             n = float(batch.response_mask.sum())
