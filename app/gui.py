@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     QApplication.setApplicationName(APPLICATION)
     app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
     app.setApplicationDisplayName("AuRA")
+    from app.main_thread_gc import MainThreadGarbageCollector
+
+    MainThreadGarbageCollector(app)  # Qt objects must never be destroyed by a collection in a worker thread
     _install_excepthook(log_path)
 
     def override(settings):

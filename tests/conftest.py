@@ -16,3 +16,13 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def main_thread_gc(qapp):
+    """Cyclic garbage collected on the main thread only, as the app does (app/main_thread_gc.py)."""
+    from app.main_thread_gc import MainThreadGarbageCollector
+
+    collector = MainThreadGarbageCollector()
+    yield collector
+    collector.stop()

@@ -31,6 +31,9 @@ from aura_model.errors import AuraError
 from aura_model.tiny import save_tiny_base
 from helpers import clip, make_bundle, write_wav
 
+pytestmark = pytest.mark.usefixtures("main_thread_gc")  # no Qt object dies in a worker thread
+
+
 MAX_NEW = 12
 GEN = GenerationSettings(max_new_tokens=MAX_NEW)
 ANSWER_TIMEOUT_MS = 60_000

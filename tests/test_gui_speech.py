@@ -15,6 +15,9 @@ from app.workers.playback import Playback, play_blocking
 from app.workers.speech import EspeakEngine, SpeechOutput
 from pulse import pulse_device  # noqa: F401  (a fixture)
 
+pytestmark = pytest.mark.usefixtures("main_thread_gc")  # no Qt object dies in a worker thread
+
+
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
 
