@@ -34,6 +34,9 @@ def num_audio_tokens(num_mel_frames: int | torch.Tensor, stack: int) -> int | to
     return (conv_frames(num_mel_frames) + stack - 1) // stack
 
 
+STEM_PARAMS = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias")  # the conv stem, named as in a Whisper encoder
+
+
 def _length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
     # (B,) -> (B, size) bool, True on valid positions
     return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
@@ -81,15 +84,14 @@ class AudioEmbedding(nn.Module):
         ``weights`` holds ``conv1.weight`` (C, n_mels, 3), ``conv1.bias``, ``conv2.weight`` (C, C, 3), ``conv2.bias``
         with C = conv_channels; anything else is a ValueError naming the shapes.
         """
-        for name in ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"):
-            module, attr = name.split(".")
-            target = getattr(getattr(self, module), attr)
+        for name in STEM_PARAMS:  # check all before changing any
+            target = self.get_parameter(name)
             if name not in weights or tuple(weights[name].shape) != tuple(target.shape):
                 got = tuple(weights[name].shape) if name in weights else "nothing"
                 raise ValueError(f"stem weight {name}: expected shape {tuple(target.shape)}, got {got}")
-        for name in ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"):
-            module, attr = name.split(".")
-            getattr(getattr(self, module), attr).copy_(weights[name].to(getattr(getattr(self, module), attr)))
+        for name in STEM_PARAMS:
+            target = self.get_parameter(name)
+            target.copy_(weights[name].to(target))
 
     @property
     def stack(self) -> int:

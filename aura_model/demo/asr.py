@@ -338,8 +338,9 @@ def train_whisper(data_dir: str | os.PathLike, out_dir: str | os.PathLike, quick
         pos += cfg.batch_size
         x = spec_augment(feats[b].float(), cfg, gen)
         width = int((labels[b] != -100).sum(1).max())
+        lr = warmup_cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
         for group in opt.param_groups:
-            group["lr"] = warmup_cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+            group["lr"] = lr
         out = model(input_features=x, decoder_input_ids=dec_in[b, :width], labels=labels[b, :width],
                     use_cache=False)
         loss = out.loss
@@ -352,7 +353,7 @@ def train_whisper(data_dir: str | os.PathLike, out_dir: str | os.PathLike, quick
         opt.step()
         losses.append(float(out.loss.detach()))
         if step % 25 == 0 or step == cfg.steps - 1:
-            report({"event": "step", "step": step, "loss": losses[-1], "lr": warmup_cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio),
+            report({"event": "step", "step": step, "loss": losses[-1], "lr": lr,
                     "elapsed_s": round(time.time() - t0, 1)})
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps and "valid" in eval_sets:
             res = evaluate_wer(model, tokenizer, *eval_sets["valid"])

@@ -389,16 +389,12 @@ def build(work: Path, quick: bool = False, ship_to: Path | None = None, jobs: in
     with _stage(log, "1. synthesise speech", timings):
         manifests = synth.synthesize_all(work / "data", quick=quick, jobs=jobs)
     llm, teacher = work / "llm", work / "teacher"
-    with _stage(log, "2-4. tokenizer + LLM, teacher ASR", timings):
-        todo = []
-        if not (llm / "llm_report.json").is_file():
-            todo.append(("llm", llm))
-        if not (teacher / "asr_report.json").is_file():
-            todo.append(("teacher", teacher))
+    todo = [(name, folder) for name, folder, report in (("llm", llm, "llm_report.json"),
+                                                        ("teacher", teacher, "asr_report.json"))
+            if not (folder / report).is_file()]
+    models_stage = "2-4. tokenizer + LLM, teacher ASR" + ("" if todo else " (reused from an earlier run)")
+    with _stage(log, models_stage, timings):
         _train_models(todo, work / "data", quick, jobs, threads)
-    if not todo:  # the report then says so instead of showing a 0 s stage
-        timings["2-4. tokenizer + LLM, teacher ASR (reused from an earlier run)"] = timings.pop(
-            "2-4. tokenizer + LLM, teacher ASR")
     with _stage(log, "5. distil AuRA adapter", timings):
         bundle, ablations, traces = distil_all(teacher, llm, work / "data" / "train", work, plan, jobs, threads, log)
     for folder in (bundle / "base", bundle / "teacher"):

@@ -360,8 +360,9 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
             history = torch.randint(0, len(examples), (turns,), generator=gen).tolist()
             chosen.append(with_history(examples, i, history, newline_id))
         ids, labels, mask = _batches(chosen, tokenizer.pad_token_id)
+        lr = warmup_cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
         for group in opt.param_groups:
-            group["lr"] = warmup_cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+            group["lr"] = lr
         out = model(input_ids=ids, attention_mask=mask, labels=labels)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -369,7 +370,7 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
         opt.step()
         losses.append(float(out.loss.detach()))
         if step % 50 == 0 or step == cfg.steps - 1:
-            report({"event": "step", "step": step, "loss": losses[-1], "lr": warmup_cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio),
+            report({"event": "step", "step": step, "loss": losses[-1], "lr": lr,
                     "elapsed_s": round(time.time() - t0, 1)})
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
             res = evaluate_text(model, tokenizer, "valid", cfg.eval_limit)

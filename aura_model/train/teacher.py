@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from .. import audio as audio_io
 from ..config import AudioConfig
 from ..distill import pool_time
-from ..embedding import conv_frames
+from ..embedding import STEM_PARAMS, conv_frames
 from ..errors import AuraError
 
 AUDIO_INPUTS = ("input_values", "input_features")
@@ -111,9 +111,6 @@ def model_fingerprint(ref: str, config) -> str:
     else:
         parts.append(["hub", ref])
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
-
-
-STEM_PARAMS = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias")  # a Whisper encoder's conv stem
 
 
 def whisper_stem(info: TeacherInfo) -> dict[str, torch.Tensor] | None:
