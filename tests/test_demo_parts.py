@@ -23,11 +23,14 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+ONCE = synth.SynthConfig(renditions={"train": 1})  # one recording per request keeps these tests small
+
+
 @pytest.fixture(scope="module")
 def spoken(tmp_path_factory):
-    """A handful of synthesised clips: 8 train items (fixed indices) and 4 valid items."""
+    """A handful of synthesised clips: 8 train items (fixed indices, one rendition each) and 4 valid items."""
     out = tmp_path_factory.mktemp("spoken")
-    manifests = {"train": synth.synthesize_split("train", out, indices=list(range(8)), jobs=2),
+    manifests = {"train": synth.synthesize_split("train", out, indices=list(range(8)), jobs=2, cfg=ONCE),
                  "valid": synth.synthesize_split("valid", out, indices=[0, 1, 2, 3], jobs=2)}
     return out, manifests
 
@@ -43,6 +46,34 @@ def test_item_plan_is_deterministic_and_in_range():
     assert {p["noise"] for p in plans} == {"white", "pink"}
     assert all(p["voice"] in domain.VOICES["test"] for p in plans)
     assert synth.item_plan("test", 3, cfg, noise=False)["noise"] == "none"
+
+
+def test_renditions_keep_the_first_recording_and_vary_the_rest():
+    cfg = synth.SynthConfig()
+    assert (cfg.renditions_of("train"), cfg.renditions_of("test"), cfg.renditions_of("train", quick=True)) == (4, 1, 2)
+    first = synth.item_plan("train", 5, cfg)
+    assert first == synth.item_plan("train", 5, cfg, rendition=0) and first["rendition"] == 0
+    later = [synth.item_plan("train", 5, cfg, rendition=r) for r in (1, 2, 3)]
+    assert all(p["text"] == first["text"] and p["answer"] == first["answer"] for p in later)
+    keys = ("voice", "rate_wpm", "pitch", "peak", "noise_seed")
+    assert len({tuple(p[k] for k in keys) for p in [first, *later]}) == 4
+    assert synth.wav_name("train", 5) == "train_00005.wav" and synth.wav_name("train", 5, 2) == "train_00005_r2.wav"
+    with pytest.raises(synth.AuraError, match="renditions"):
+        synth.SynthConfig(renditions={"train": 0})
+
+
+@needs_espeak
+def test_synthesis_writes_every_rendition_and_drops_extra_ones(tmp_path):
+    cfg = synth.SynthConfig(renditions={"train": 3})
+    rows = _jsonl(synth.synthesize_split("train", tmp_path, indices=[0, 1], cfg=cfg))
+    assert [(r["index"], r["rendition"]) for r in rows] == [(i, r) for i in (0, 1) for r in range(3)]
+    wavs = tmp_path / "train" / "wavs"
+    assert sorted(p.name for p in wavs.glob("*.wav")) == sorted(r["audio"][len("wavs/"):] for r in rows)
+    clips = [sf.read(str(tmp_path / "train" / r["audio"]), dtype="float32")[0] for r in rows[:3]]
+    assert len({c.shape[0] for c in clips}) == 3  # another voice and rate: another clip
+    fewer = _jsonl(synth.synthesize_split("train", tmp_path, indices=[0, 1], cfg=ONCE))
+    assert [r["audio"] for r in fewer] == ["wavs/train_00000.wav", "wavs/train_00001.wav"]
+    assert sorted(p.name for p in wavs.glob("*.wav")) == ["train_00000.wav", "train_00001.wav"]
 
 
 def test_quick_selection_takes_a_few_items_of_every_family():
@@ -83,18 +114,18 @@ def test_synthesis_rerun_is_idempotent_and_settings_change_rebuilds(spoken, tmp_
     out, manifests = spoken
     files = sorted((out / "train").rglob("*"))
     before = {p: (p.stat().st_mtime_ns, _digest(p)) for p in files if p.is_file()}
-    again = synth.synthesize_split("train", out, indices=list(range(8)), jobs=2)
+    again = synth.synthesize_split("train", out, indices=list(range(8)), jobs=2, cfg=ONCE)
     assert again == manifests["train"]
     after = {p: (p.stat().st_mtime_ns, _digest(p)) for p in sorted((out / "train").rglob("*")) if p.is_file()}
     assert after == before  # nothing rewritten, nothing added, nothing left behind
 
     # the same item without noise is a different (cleaner) clip, and the settings file records it
-    clean = synth.synthesize_split("train", tmp_path, indices=[0], noise=False)
+    clean = synth.synthesize_split("train", tmp_path, indices=[0], noise=False, cfg=ONCE)
     x_clean, _ = sf.read(str(tmp_path / "train" / _jsonl(clean)[0]["audio"]), dtype="float32")
     x_noisy, _ = sf.read(str(out / "train" / "wavs" / "train_00000.wav"), dtype="float32")
     assert x_clean.shape == x_noisy.shape
     assert np.abs(x_clean[:200]).max() < 1e-3 < np.abs(x_noisy[:200]).max()
-    noisy_again = synth.synthesize_split("train", tmp_path, indices=[0], noise=True)
+    noisy_again = synth.synthesize_split("train", tmp_path, indices=[0], noise=True, cfg=ONCE)
     x_again, _ = sf.read(str(tmp_path / "train" / _jsonl(noisy_again)[0]["audio"]), dtype="float32")
     np.testing.assert_array_equal(x_again, x_noisy)  # stale clean wav was rebuilt, bit-identical
 

@@ -280,6 +280,18 @@ def test_synthesis_params_are_deterministic_and_in_range():
         synthesis_params("dev", 0)
     with pytest.raises(ValueError):
         synthesis_params("test", -1)
+    with pytest.raises(ValueError, match="rendition"):
+        synthesis_params("train", 0, -1)
+
+
+def test_later_renditions_draw_new_voices_from_the_same_split():
+    n = 300
+    first = [synthesis_params("train", i) for i in range(n)]
+    assert first == [synthesis_params("train", i, 0) for i in range(n)]  # rendition 0 is the original recording
+    for r in (1, 2, 3):
+        again = [synthesis_params("train", i, r) for i in range(n)]
+        assert {p["voice"] for p in again} <= set(VOICES["train"])
+        assert sum(a == b for a, b in zip(first, again)) < n // 20  # a new voice/rate/pitch for almost every item
 
 
 @needs_espeak

@@ -448,19 +448,23 @@ RATE_WPM = (130, 200)  # inclusive range of espeak-ng -s
 PITCH = (30, 70)       # inclusive range of espeak-ng -p
 
 
-def synthesis_params(split: str, index: int) -> dict:
+def synthesis_params(split: str, index: int, rendition: int = 0) -> dict:
     """Voice, rate (words per minute) and pitch for item ``index`` of ``split``.
 
-    Deterministic per (split, index); the voice comes from ``VOICES[split]``.
+    Deterministic per (split, index, rendition); the voice comes from ``VOICES[split]``.
+    Rendition 0 is the item's first recording; a later rendition is the same request spoken
+    again with its own voice, rate and pitch drawn from the same split's ranges.
     """
     _check_split_name(split)
-    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-        raise ValueError(f"index must be a non-negative integer, got {index!r}")
+    for name, value in (("index", index), ("rendition", rendition)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    key = (split, index) if rendition == 0 else (split, index, rendition)
     voices = VOICES[split]
     return {
-        "voice": voices[_h("voice", split, index) % len(voices)],
-        "rate_wpm": RATE_WPM[0] + _h("rate", split, index) % (RATE_WPM[1] - RATE_WPM[0] + 1),
-        "pitch": PITCH[0] + _h("pitch", split, index) % (PITCH[1] - PITCH[0] + 1),
+        "voice": voices[_h("voice", *key) % len(voices)],
+        "rate_wpm": RATE_WPM[0] + _h("rate", *key) % (RATE_WPM[1] - RATE_WPM[0] + 1),
+        "pitch": PITCH[0] + _h("pitch", *key) % (PITCH[1] - PITCH[0] + 1),
     }
 
 
