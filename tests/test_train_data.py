@@ -99,6 +99,24 @@ def test_split_is_seeded_stable_and_disjoint(tmp_path):
     assert split_items(items[:1], 0.5, 3, seed=0) == (items[:1], [])  # one item: all training
 
 
+def test_split_keeps_recordings_of_one_sentence_on_one_side():
+    from aura_model.train.data import Item
+
+    sentences = [f"sentence number {i}" for i in range(10)]
+    items = [Item(key=f"k{i:02d}_r{r}", transcript=s if r else f"  Sentence  NUMBER {i} ") for i, s in enumerate(sentences)
+             for r in range(4)]
+    tr, va = split_items(items, 0.2, 64, seed=0)
+    assert len(va) == 8 and len(tr) == 32
+    words = lambda its: {" ".join(it.transcript.lower().split()) for it in its}  # noqa: E731
+    assert len(words(va)) == 2 and not words(va) & words(tr)
+    unique = [Item(key=f"k{i:02d}", transcript=f"text {i}") for i in range(20)]
+    plain = [Item(key=f"k{i:02d}") for i in range(20)]
+    assert [i.key for i in split_items(unique, 0.2, 64, 0)[1]] == [i.key for i in split_items(plain, 0.2, 64, 0)[1]]
+    one_sentence = [Item(key=f"k{i}", transcript="same words") for i in range(5)]
+    tr1, va1 = split_items(one_sentence, 0.2, 64, seed=0)
+    assert len(va1) == 1 and len(tr1) == 4  # no group fits: clips are split one by one
+
+
 def test_missing_and_empty_data_are_clear_errors(tmp_path):
     with pytest.raises(AuraError, match="does not exist"):
         open_source(str(tmp_path / "nope"), DatasetConfig())

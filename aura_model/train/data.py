@@ -338,15 +338,37 @@ def list_items(source: Source, cfg: DatasetConfig, report: DataReport) -> list[I
     return items
 
 
+def _transcript_group(item: Item) -> str:
+    """Clips that say the same words share a group (several recordings of one sentence)."""
+    if item.transcript is None or not item.transcript.strip():
+        return "\x00" + item.key  # no transcript yet: a group of its own
+    return " ".join(item.transcript.lower().split())
+
+
 def split_items(items: list[Item], val_fraction: float, max_val_items: int, seed: int) -> tuple[list[Item], list[Item]]:
-    """Seeded split of the usable items (sorted by key first, so it depends on the data, not the file system)."""
+    """Seeded split of the usable items (sorted by key first, so it depends on the data, not the file system).
+
+    Clips with the same transcript stay on one side, so validation never scores a sentence the
+    student trained on in another voice; when every group is larger than the validation share,
+    clips are split one by one instead.
+    """
     items = sorted(items, key=lambda it: it.key)
     n = len(items)
     if n < 2 or val_fraction <= 0 or max_val_items <= 0:
         return items, []
     n_val = min(max_val_items, max(1, int(math.floor(n * val_fraction + 0.5))), n - 1)
-    order = np.random.default_rng(seed).permutation(n)
-    val_idx = set(order[:n_val].tolist())
+    groups: dict[str, list[int]] = {}
+    for i, it in enumerate(items):
+        groups.setdefault(_transcript_group(it), []).append(i)
+    members = list(groups.values())  # in order of each group's first key
+    val_idx: set[int] = set()
+    for g in np.random.default_rng(seed).permutation(len(members)).tolist():
+        if len(val_idx) + len(members[g]) <= n_val:
+            val_idx.update(members[g])
+        if len(val_idx) == n_val:
+            break
+    if not val_idx:
+        val_idx = set(np.random.default_rng(seed).permutation(n)[:n_val].tolist())
     train = [it for i, it in enumerate(items) if i not in val_idx]
     val = [it for i, it in enumerate(items) if i in val_idx]
     return train, val
