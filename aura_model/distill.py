@@ -94,6 +94,14 @@ class DistillConfig(_Config):
     # embedding.conv_channels equal to the teacher's width and the same n_mels. A trained acoustic front-end
     # instead of a random one; the rest of the embedding and the LoRA start as usual.
     stem_from_teacher: bool = True
+    # SpecAugment on the student's log-mel input during training ("noisy student"): the teacher states and base
+    # answers stay those of the clean clip. Each training clip gets `student_freq_masks` mel-band masks of
+    # 0..student_freq_width bands and `student_time_masks` time masks of 0..student_time_width of its frames.
+    # 0 masks = off (the default); validation and inference never mask.
+    student_freq_masks: int = 0
+    student_freq_width: int = 8
+    student_time_masks: int = 0
+    student_time_width: float = 0.05
 
     def __post_init__(self) -> None:
         for name in ("w_layer", "w_kl", "w_ce"):
@@ -110,6 +118,11 @@ class DistillConfig(_Config):
         _check(isinstance(self.echo_prompt, str), f"echo_prompt must be a string, got {self.echo_prompt!r}")
         _check(not self.echo_prompt or self.w_kl > 0 or self.w_ce > 0,
                "echo_prompt needs a response term (w_kl or w_ce > 0): the echo is distilled as a response")
+        for name in ("student_freq_masks", "student_freq_width", "student_time_masks"):
+            v = getattr(self, name)
+            _check(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"{name} must be an integer >= 0, got {v!r}")
+        _check(isinstance(self.student_time_width, (int, float)) and 0 <= self.student_time_width <= 0.5,
+               f"student_time_width must be a fraction in [0, 0.5], got {self.student_time_width!r}")
         if self.layer_map is not None:
             # Accepts JSON's list of lists as well as tuples; stored as a tuple of tuples.
             self.layer_map = _normalise_layer_map(self.layer_map)

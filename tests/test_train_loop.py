@@ -155,6 +155,24 @@ def test_gradient_checkpointing_does_not_change_the_math(world, tmp_path):
         assert b["loss"] == pytest.approx(a["loss"], abs=1e-5)
 
 
+def test_student_masks_change_what_the_student_hears_during_training_only(world, tmp_path):
+    knobs = {"train.max_steps": 2, "train.eval_every": 1}
+    plain = train(make_spec(world, tmp_path / "a", knobs), ListReporter())
+    masks = {"distill.student_time_masks": 3, "distill.student_time_width": 0.2, "distill.student_freq_masks": 2}
+    masked = train(make_spec(world, tmp_path / "b", dict(knobs, **masks)), ListReporter())
+    again = train(make_spec(world, tmp_path / "c", dict(knobs, **masks)), ListReporter())
+    assert masked.losses[0]["loss"] != pytest.approx(plain.losses[0]["loss"], abs=1e-6)  # step 1: same weights
+    assert [r["loss"] for r in again.losses] == [r["loss"] for r in masked.losses]  # seeded
+    rep_plain, rep_masked = ListReporter(), ListReporter()
+    # validation of the same weights never masks: the first eval (after step 1) differs only through step 1's update,
+    # so score the untouched start instead, with a run of zero learning rate
+    zero = {"train.max_steps": 1, "train.eval_every": 1, "train.lr": 1e-12}
+    a = train(make_spec(world, tmp_path / "z1", zero), rep_plain)
+    b = train(make_spec(world, tmp_path / "z2", dict(zero, **masks)), rep_masked)
+    assert b.metrics["val_kl"] == pytest.approx(a.metrics["val_kl"], rel=1e-5)
+    assert b.losses[0]["loss"] != pytest.approx(a.losses[0]["loss"], abs=1e-6)
+
+
 # ---------------------------------------------------------------------- bad data and bad models
 def test_corrupt_empty_and_untranscribed_items_are_skipped_and_reported(world, tmp_path):
     data = make_clip_folder(tmp_path / "messy", 5, seed=7)
@@ -232,7 +250,8 @@ def sigterm_at(step):
 def test_sigterm_checkpoints_and_resume_matches_an_uninterrupted_run(world, tmp_path):
     knobs = {"train.max_steps": 9, "train.batch_size": 3, "train.grad_accum": 2, "train.checkpoint_every": 2,
              "train.keep_checkpoints": 2, "train.deterministic": True, "train.eval_every": 4,
-             "train.warmup_steps": 2, "train.scheduler": "cosine", "distill.w_ce": 0.5}
+             "train.warmup_steps": 2, "train.scheduler": "cosine", "distill.w_ce": 0.5,
+             "distill.student_time_masks": 2, "distill.student_freq_masks": 2}  # masks drawn again alike on resume
     whole = train(make_spec(world, tmp_path / "whole", knobs), ListReporter())
     handler = signal.getsignal(signal.SIGTERM)
     rep = ListReporter()

@@ -52,6 +52,7 @@ from ..errors import AuraError
 from ..model import AuraModel, attach_lora
 from ..processor import AuraProcessor
 from . import checkpoint as ckpt
+from .augment import MaskSettings, mask_generator, spec_augment
 from .batching import Batch, Collator, batches_per_epoch, epoch_batches, loader
 from .cache import Cache
 from .config import TrainSpec, spec_differences
@@ -283,6 +284,8 @@ class Trainer:
         self.teacher_loader = teacher_loader
         self.timing: dict[str, float] = {}
         self.need_response = self.d.w_kl > 0 or self.d.w_ce > 0
+        self.masks = MaskSettings(self.d.student_freq_masks, self.d.student_freq_width, self.d.student_time_masks,
+                                  float(self.d.student_time_width))
 
     # -------------------------------------------------------------- entry
     def run(self) -> TrainResult:
@@ -612,7 +615,11 @@ class Trainer:
                 sums: dict[str, float] = {}
                 n_local = 0
                 for j in range(window):
-                    batch = next(data).to(acc.device)
+                    batch = next(data)
+                    if self.masks.active:  # the student hears a masked clip; its targets stay the clean clip's
+                        batch.features = spec_augment(batch.features, batch.frame_lengths, self.masks,
+                                                      mask_generator(t.seed, st["step"], j, rank))
+                    batch = batch.to(acc.device)
                     base_logits = self._base_logits(batch) if self.d.w_kl > 0 else None
                     sync = contextlib.nullcontext() if j == window - 1 else acc.no_sync(self.prepared)
                     with sync:
