@@ -95,13 +95,11 @@ class DistillConfig(_Config):
     # instead of a random one; the rest of the embedding and the LoRA start as usual.
     stem_from_teacher: bool = True
     # SpecAugment on the student's log-mel input during training ("noisy student"): the teacher states and base
-    # answers stay those of the clean clip. Each training clip gets `student_freq_masks` mel-band masks of
-    # 0..student_freq_width bands and `student_time_masks` time masks of 0..student_time_width of its frames.
-    # 0 masks = off (the default); validation and inference never mask.
-    student_freq_masks: int = 0
-    student_freq_width: int = 8
-    student_time_masks: int = 0
-    student_time_width: float = 0.05
+    # answers stay those of the clean clip. 0 masks = off (the default); validation and inference never mask.
+    student_freq_masks: int = 0  # mel-band masks per training clip, each 0..student_freq_width bands wide
+    student_freq_width: int = 8  # widest mel-band mask, in bands
+    student_time_masks: int = 0  # time masks per training clip, each 0..student_time_width of its frames long
+    student_time_width: float = 0.05  # longest time mask, as a fraction of the clip's frames (at most 0.5)
 
     def __post_init__(self) -> None:
         for name in ("w_layer", "w_kl", "w_ce"):
