@@ -48,6 +48,9 @@ def test_report_has_every_system_and_a_plot(built):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     results = json.loads((work / "results.json").read_text())
     assert results["systems"]["AuRA"]["n"] == results["n"] > 0
+    data = results["data"]  # quick: 2 renditions of each request
+    assert data["renditions"] == 2 and data["train_clips"] == 2 * data["train_requests"] > 0
+    assert f"Distilled from {data['train_clips']:,} training clips" in md
 
 
 def test_shipped_bundle_carries_models_samples_and_report(built, capsys):

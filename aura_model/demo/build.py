@@ -216,6 +216,14 @@ def evaluate_systems(bundle: Path, ablations: dict[str, Path], manifest: Path, l
     return {"systems": rows, "teacher_wer": wer([i.text or "" for i in items], transcripts), "n": len(items)}
 
 
+def training_data(manifest: Path) -> dict:
+    """What the adapter was distilled from: clips, distinct requests, renditions per request."""
+    rows = [json.loads(line) for line in Path(manifest).read_text().splitlines() if line.strip()]
+    requests = {r["index"] for r in rows}
+    return {"train_clips": len(rows), "train_requests": len(requests),
+            "renditions": max((r.get("rendition", 0) for r in rows), default=0) + 1}
+
+
 def write_report(work: Path, results: dict, extra: dict) -> tuple[Path, Path]:
     """report.md (tables) and report.png (accuracy per family, time to first token)."""
     systems = results["systems"]
@@ -240,8 +248,13 @@ def write_report(work: Path, results: dict, extra: dict) -> tuple[Path, Path]:
         f"- AuRA - cascade: **{100 * (aura['accuracy'] - cascade['accuracy']):+.1f} points**",
         f"- Median time to first token, AuRA / cascade: "
         f"**{(aura['median_first_token_s'] or 0) / max(cascade['median_first_token_s'] or 1e-9, 1e-9):.2f}x**",
-        "", "## Build", "", "| stage | seconds |", "| --- | --- |",
+        "", "## Build", "",
     ]
+    if "data" in extra:
+        d = extra["data"]
+        lines += [f"Distilled from {d['train_clips']:,} training clips: {d['train_requests']:,} requests, "
+                  f"{d['renditions']} rendition(s) each.", ""]
+    lines += ["| stage | seconds |", "| --- | --- |"]
     lines += [f"| {k} | {v:.0f} |" for k, v in extra["timings"].items()]
     lines += ["", "| model | parameters |", "| --- | --- |"]
     lines += [f"| {k} | {v:,} |" for k, v in extra["params"].items()]
@@ -408,7 +421,7 @@ def build(work: Path, quick: bool = False, ship_to: Path | None = None, jobs: in
     from ..bundle import bundle_info
 
     params["AuRA adapter + embedding"] = bundle_info(bundle)["adapter_and_embedding_parameters"]
-    results.update({"timings": timings, "params": params, "quick": quick,
+    results.update({"timings": timings, "params": params, "quick": quick, "data": training_data(manifests["train"]),
                     "losses": {k: {"first": v["losses"][0] if v["losses"] else None,
                                    "last": v["losses"][-1] if v["losses"] else None} for k, v in traces.items()}})
     write_report(work, results, results)
