@@ -218,7 +218,9 @@ def evaluate_systems(bundle: Path, ablations: dict[str, Path], manifest: Path, l
 
 def training_data(manifest: Path) -> dict:
     """What the adapter was distilled from: clips, distinct requests, renditions per request."""
-    rows = [json.loads(line) for line in Path(manifest).read_text().splitlines() if line.strip()]
+    from .synth import read_manifest
+
+    rows = read_manifest(manifest)
     requests = {r["index"] for r in rows}
     return {"train_clips": len(rows), "train_requests": len(requests),
             "renditions": max((r.get("rendition", 0) for r in rows), default=0) + 1}
@@ -302,19 +304,21 @@ def _strip_build_paths(folder: Path, work: Path) -> None:
 
 def ship(bundle: Path, target: Path, work: Path, log: Log) -> Path:
     """Copy the bundle, sample wavs (one per family, from the test split) and the report to ``target``."""
+    from .synth import read_manifest
+
     staging = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(bundle, staging, ignore=shutil.ignore_patterns("train_trace.json"))
     _strip_build_paths(staging, work)
     samples = staging / "samples"
     samples.mkdir()
-    rows = [json.loads(line) for line in (work / "data" / "test" / "manifest.jsonl").read_text().splitlines()]
+    rows = read_manifest(work / "data" / "test" / "manifest.jsonl")
     picked, seen = [], {}
     for row in rows:
         if seen.get(row["family"], 0) < SAMPLES_PER_FAMILY:
             seen[row["family"]] = seen.get(row["family"], 0) + 1
             name = f"sample_{len(picked)}.wav"
-            shutil.copy2(work / "data" / "test" / row["audio"], samples / name)
+            shutil.copy2(row["path"], samples / name)
             picked.append({"audio": name, "text": row["text"], "answer": row["answer"], "family": row["family"]})
     (samples / "samples.jsonl").write_text("".join(json.dumps(p) + "\n" for p in picked))
     for name in ("report.md", "report.png"):
