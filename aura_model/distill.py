@@ -10,6 +10,12 @@ Two signals teach the student (LLM + LoRA reading audio through the AudioEmbeddi
 * **Response distillation.** KL between the student's next-token distributions on the
   response and those of the frozen base LLM reading the transcript (Hinton-style
   temperature), optionally plus plain cross-entropy on the response tokens.
+* **Text-state distillation** (optional). After the audio span, the student's prompt and
+  the base LLM's transcript prompt are the same tokens (the end of the user turn, the
+  assistant header, the response). On those shared positions the student's hidden states,
+  layer by layer, are pulled towards the base LLM's: after hearing the request the student
+  should *think* what the base LLM thinks after reading it, not only answer alike. Same
+  per-position form as the layer loss, without heads (both sides are the same LLM).
 
 Conventions used throughout:
 
@@ -40,7 +46,7 @@ from .errors import AuraError
 LayerMap = list[tuple[int, int]]
 
 # Names of the terms total_loss() combines, and the config weight of each.
-LOSS_TERMS = ("layer", "kl", "ce")
+LOSS_TERMS = ("layer", "kl", "ce", "state", "align")
 
 
 # --------------------------------------------------------------------------- config
@@ -74,13 +80,25 @@ def _normalise_layer_map(layer_map: Any) -> tuple[tuple[int, int], ...]:
 class DistillConfig(_Config):
     """Distillation objective: which terms count, how much, and which layers are paired.
 
-    Total loss = w_layer * mean_k L_layer(k) + w_kl * KL + w_ce * CE; a weight of 0
-    switches its term off (it is then not even computed), which is how ablations run.
+    Total loss = w_layer * mean_k L_layer(k) + w_kl * KL + w_ce * CE + w_state * mean_l L_state(l)
+    + w_align * mean_l L_align(l);
+    a weight of 0 switches its term off (it is then not even computed), which is how ablations run.
     """
 
     w_layer: float = 1.0  # weight of the layer-wise alignment loss (mean over layer pairs)
     w_kl: float = 1.0  # weight of the response KL against the base LLM reading the transcript
     w_ce: float = 0.0  # weight of plain cross-entropy on the response tokens; off by default (KL carries more)
+    # weight of the text-state loss: student vs base-LLM-reading-the-transcript hidden states on the positions
+    # after the audio span (end of the user turn, assistant header, response), every layer in state_layers
+    w_state: float = 0.0
+    state_layers: tuple[int, ...] | None = None  # 1-based LLM layers of the text-state loss; None = every layer
+    # weight of the text-alignment loss: on the audio span, the student's hidden states must hold the base LLM's
+    # states of the transcript tokens, in order, one audio position per token (monotonic soft-DTW; the other
+    # positions are free), at every layer in align_layers, so the upper layers read heard words as they read text
+    w_align: float = 0.0
+    # hidden_states indices of the text-alignment loss; None = n // 2 .. n - 1, the inputs of the upper half's layers
+    align_layers: tuple[int, ...] | None = None
+    align_gamma: float = 0.1  # soft-min temperature of the alignment (smaller: closer to the single best alignment)
     beta: float = 1.0  # weight of the MSE inside each layer loss, next to (1 - cosine)
     kl_temperature: float = 2.0  # softens both distributions in the KL; ~2 passes on the teacher's "dark knowledge"
     # (student_layer, teacher_layer) pairs, 1-based hidden_states indices; None = default_layer_map()
@@ -102,20 +120,30 @@ class DistillConfig(_Config):
     student_time_width: float = 0.05  # longest time mask, as a fraction of the clip's frames (at most 0.5)
 
     def __post_init__(self) -> None:
-        for name in ("w_layer", "w_kl", "w_ce"):
+        for name in ("w_layer", "w_kl", "w_ce", "w_state", "w_align"):
             w = getattr(self, name)
             _check(isinstance(w, (int, float)) and math.isfinite(w) and w >= 0,
                    f"{name} must be a finite number >= 0, got {w!r}")
-        _check(self.w_layer > 0 or self.w_kl > 0 or self.w_ce > 0,
-               "at least one of w_layer, w_kl, w_ce must be > 0, got all zero")
+        _check(self.w_layer > 0 or self.w_kl > 0 or self.w_ce > 0 or self.w_state > 0 or self.w_align > 0,
+               "at least one of w_layer, w_kl, w_ce, w_state, w_align must be > 0, got all zero")
+        for name in ("state_layers", "align_layers"):
+            layers = getattr(self, name)
+            if layers is None:
+                continue
+            _check(isinstance(layers, (list, tuple)) and len(layers) > 0
+                   and all(isinstance(i, int) and not isinstance(i, bool) and i >= 1 for i in layers),
+                   f"{name} must be a non-empty list of 1-based layer numbers (or null for the default), got {layers!r}")
+            setattr(self, name, tuple(sorted(set(layers))))
+        _check(isinstance(self.align_gamma, (int, float)) and self.align_gamma > 0,
+               f"align_gamma must be > 0, got {self.align_gamma!r}")
         _check(isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta >= 0,
                f"beta must be a finite number >= 0, got {self.beta!r}")
         _check(isinstance(self.kl_temperature, (int, float)) and math.isfinite(self.kl_temperature)
                and self.kl_temperature > 0,
                f"kl_temperature must be > 0, got {self.kl_temperature!r}")
         _check(isinstance(self.echo_prompt, str), f"echo_prompt must be a string, got {self.echo_prompt!r}")
-        _check(not self.echo_prompt or self.w_kl > 0 or self.w_ce > 0,
-               "echo_prompt needs a response term (w_kl or w_ce > 0): the echo is distilled as a response")
+        _check(not self.echo_prompt or self.w_kl > 0 or self.w_ce > 0 or self.w_state > 0,
+               "echo_prompt needs a response term (w_kl, w_ce or w_state > 0): the echo is distilled as a response")
         for name in ("student_freq_masks", "student_freq_width", "student_time_masks"):
             v = getattr(self, name)
             _check(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"{name} must be an integer >= 0, got {v!r}")
@@ -143,11 +171,40 @@ class DistillConfig(_Config):
             raise ValueError(f"unknown loss term {term!r}; known: {LOSS_TERMS}")
         return float(getattr(self, f"w_{term}"))
 
+    @property
+    def needs_response(self) -> bool:
+        """Whether a term reads the base LLM's answer (KL, CE and the text-state/alignment losses all do)."""
+        return self.w_kl > 0 or self.w_ce > 0 or self.w_state > 0 or self.w_align > 0
+
+    @property
+    def needs_base(self) -> bool:
+        """Whether training runs the base LLM on the transcript each step (KL, text states, text alignment)."""
+        return self.w_kl > 0 or self.w_state > 0 or self.w_align > 0
+
+    def resolve_state_layers(self, n_student_layers: int) -> list[int]:
+        """The LLM layers the text-state loss compares: the configured ones (checked), else all of them."""
+        return _resolve_layers("state_layers", self.state_layers, range(1, n_student_layers + 1), n_student_layers)
+
+    def resolve_align_layers(self, n_student_layers: int) -> list[int]:
+        """The hidden_states the text-alignment loss compares: the configured ones (checked), else the inputs
+        of the upper half's layers, n // 2 .. n - 1 (at least layer 1)."""
+        default = range(max(1, n_student_layers // 2), max(2, n_student_layers))
+        return _resolve_layers("align_layers", self.align_layers, default, n_student_layers)
+
     def resolve_layer_map(self, n_student_layers: int, n_teacher_layers: int) -> LayerMap:
         """The map training uses: the configured one verbatim (after validation), else the default."""
         if self.layer_map is None:
             return default_layer_map(n_student_layers, n_teacher_layers)
         return validate_layer_map(self.layer_map, n_student_layers, n_teacher_layers)
+
+
+def _resolve_layers(name: str, configured, default, n_layers: int) -> list[int]:
+    if configured is None:
+        return list(default)
+    bad = [i for i in configured if i > n_layers]
+    if bad:
+        raise AuraError(f"{name} {bad}: the student LLM has {n_layers} layers (valid: 1..{n_layers})")
+    return list(configured)
 
 
 # ----------------------------------------------------------------------- layer map
@@ -359,11 +416,70 @@ def response_ce(logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
     return torch.where(mask, ce, zero).sum() / mask.sum().clamp(min=1)
 
 
+# ----------------------------------------------------------------- text states
+
+
+def text_state_loss(student_states: Sequence[Tensor], base_states: Sequence[Tensor], mask: Tensor,
+                    beta: float) -> Tensor:
+    """Mean over layers of layer_alignment_loss(student_l, base_l): the student reading audio against
+    the base LLM reading the transcript, on the positions both sequences share after the audio.
+
+    The caller cuts both sides to the same right-aligned suffix (the prompts are left-padded and
+    end alike), so position i of one row is the same token in both:
+      student_states[l], base_states[l]: (B, S, D) per compared layer; mask: (B, S) bool
+    """
+    if len(student_states) != len(base_states) or not student_states:
+        raise ValueError(f"{len(student_states)} student layers but {len(base_states)} base layers")
+    return torch.stack([layer_alignment_loss(s, b, mask, beta) for s, b in zip(student_states, base_states)]).mean()
+
+
+def monotonic_match_loss(student: Tensor, text: Tensor, student_mask: Tensor, text_mask: Tensor,
+                         gamma: float = 0.1) -> Tensor:
+    """Soft-DTW cost of matching each text token, in order, to one audio position: mean over rows of
+    (sum of matched costs) / (text tokens).
+
+    The student's audio span holds several positions per spoken word; the base LLM reading the transcript
+    holds one per token. Every text token j must be matched by some audio position t_j with
+    t_1 < t_2 < ... (monotonic, one position per token); the other audio positions are free (they do the
+    hearing). Cost of a match: 1 - cosine of the layer-normalised states. The hard minimum over
+    alignments is smoothed with temperature ``gamma`` (soft-min), so every plausible alignment gets
+    gradient. A row with no text token or fewer audio positions than tokens counts 0.
+
+    student: (B, T, D), text: (B, N, D), student_mask: (B, T) bool, text_mask: (B, N) bool (real positions
+    first, as the caller gathers them)  ->  scalar
+    """
+    if student.shape[0] != text.shape[0] or student.shape[2] != text.shape[2]:
+        raise ValueError(f"student {tuple(student.shape)} and text {tuple(text.shape)} do not fit")
+    _check_mask(student_mask, student.shape[:2], "student_mask")
+    _check_mask(text_mask, text.shape[:2], "text_mask")
+    zero = torch.zeros((), dtype=torch.float32, device=student.device)
+    d = student.shape[-1]
+    s = F.normalize(F.layer_norm(torch.where(student_mask.unsqueeze(-1), student.float(), zero), (d,)), dim=-1)
+    x = F.normalize(F.layer_norm(torch.where(text_mask.unsqueeze(-1), text.detach().float(), zero), (d,)), dim=-1)
+    cost = 1.0 - s @ x.transpose(1, 2)  # (B, T, N)
+    b, t_len, n = cost.shape
+    big = torch.full((), 1e4, dtype=torch.float32, device=student.device)
+    # r[:, j] = best cost of matching the first j tokens using the positions seen so far
+    r = torch.cat([torch.zeros(b, 1, device=student.device), big.expand(b, n)], dim=1)  # (B, N + 1)
+    for t in range(t_len):
+        match = r[:, :-1] + cost[:, t]  # token j matched at position t, after the first j - 1 tokens
+        stay = r[:, 1:]  # position t left free
+        best = -gamma * torch.logsumexp(torch.stack([-stay / gamma, -match / gamma]), dim=0)
+        best = torch.minimum(best, big)
+        r = torch.cat([r[:, :1], torch.where(student_mask[:, t:t + 1], best, stay)], dim=1)
+    n_tok = text_mask.sum(1)  # (B,)
+    n_pos = student_mask.sum(1)
+    final = r.gather(1, n_tok.unsqueeze(1)).squeeze(1)  # (B,)
+    ok = (n_tok > 0) & (n_pos >= n_tok)
+    per_row = torch.where(ok, final / n_tok.clamp(min=1), zero)
+    return per_row.sum() / ok.sum().clamp(min=1)
+
+
 # -------------------------------------------------------------------------- total
 
 
 def total_loss(terms: dict[str, Tensor], cfg: DistillConfig) -> Tensor:
-    """w_layer * terms["layer"] + w_kl * terms["kl"] + w_ce * terms["ce"].
+    """The sum of w_<term> * terms[<term>] over LOSS_TERMS (layer, kl, ce, state, align).
 
     Terms whose weight is 0 are skipped, not multiplied by 0, so an uncomputed or NaN
     term cannot poison the sum; a term with a non-zero weight must be present.

@@ -18,6 +18,8 @@ from aura_model.distill import (
     pool_time,
     response_ce,
     response_kl,
+    monotonic_match_loss,
+    text_state_loss,
     total_loss,
     validate_layer_map,
 )
@@ -345,7 +347,7 @@ def test_distill_config_json_round_trip_with_layer_map():
         ({"w_layer": -1.0}, r"w_layer must be a finite number >= 0, got -1\.0"),
         ({"w_kl": float("nan")}, r"w_kl must be .* got nan"),
         ({"w_ce": -0.5}, r"w_ce .* got -0\.5"),
-        ({"w_layer": 0.0, "w_kl": 0.0, "w_ce": 0.0}, r"at least one of w_layer, w_kl, w_ce must be > 0"),
+        ({"w_layer": 0.0, "w_kl": 0.0, "w_ce": 0.0}, r"at least one of w_layer, w_kl, w_ce, w_state, w_align must be > 0"),
         ({"beta": -0.1}, r"beta must be .* got -0\.1"),
         ({"kl_temperature": 0.0}, r"kl_temperature must be > 0, got 0\.0"),
         ({"kl_temperature": -2.0}, r"kl_temperature must be > 0, got -2\.0"),
@@ -355,11 +357,50 @@ def test_distill_config_json_round_trip_with_layer_map():
         ({"layer_map": [[1, 2.5]]}, r"two integers, got \[1, 2\.5\]"),
         ({"layer_map": []}, r"must not be empty"),
         ({"layer_map": "1,2"}, r"list of \[student_layer, teacher_layer\] pairs, got '1,2'"),
+        ({"w_state": -1.0}, r"w_state must be a finite number >= 0, got -1\.0"),
+        ({"state_layers": [0, 2]}, r"state_layers must be a non-empty list of 1-based layer numbers"),
+        ({"state_layers": []}, r"state_layers must be a non-empty list"),
     ],
 )
 def test_distill_config_validation_names_the_bad_value(kwargs, match):
     with pytest.raises(AuraError, match=match):
         DistillConfig(**kwargs)
+
+
+def test_text_state_loss_is_zero_for_equal_states_and_ignores_padding():
+    torch.manual_seed(0)
+    a = [torch.randn(2, 5, 8) for _ in range(3)]
+    mask = torch.tensor([[False, False, True, True, True], [True] * 5])
+    assert float(text_state_loss(a, [x.clone() for x in a], mask, 1.0)) == pytest.approx(0.0, abs=1e-6)
+    b = [x.clone() for x in a]
+    b[1][0, :2] = float("nan")  # padding holds garbage: it must not count
+    assert float(text_state_loss(a, b, mask, 1.0)) == pytest.approx(0.0, abs=1e-6)
+    b[2][1, 4] = torch.randn(8)  # one real position differs in one of three layers
+    expected = float(layer_alignment_loss(a[2], b[2], mask, 1.0)) / 3
+    assert float(text_state_loss(a, b, mask, 1.0)) == pytest.approx(expected, rel=1e-5) and expected > 0
+    with pytest.raises(ValueError, match="2 student layers but 3 base layers"):
+        text_state_loss(a[:2], a, mask, 1.0)
+
+
+def test_monotonic_match_finds_the_tokens_in_order_among_free_positions():
+    torch.manual_seed(0)
+    text = torch.randn(2, 3, 16)
+    student = torch.randn(2, 8, 16)
+    student[:, 1], student[:, 4], student[:, 6] = text[:, 0], text[:, 1], text[:, 2]
+    s_mask, t_mask = torch.ones(2, 8, dtype=torch.bool), torch.ones(2, 3, dtype=torch.bool)
+    aligned = float(monotonic_match_loss(student, text, s_mask, t_mask, gamma=0.01))
+    swapped = student.clone()
+    swapped[:, 1], swapped[:, 6] = text[:, 2], text[:, 0]  # the same states, out of order
+    assert aligned == pytest.approx(0.0, abs=1e-3)
+    assert float(monotonic_match_loss(swapped, text, s_mask, t_mask, gamma=0.01)) > 0.3
+    # padding: positions past a row's length and text tokens past its count do not count
+    s_mask[1, 7], t_mask[1, 2] = False, False
+    padded = student.clone()
+    padded[1, 7] = float("nan")
+    assert float(monotonic_match_loss(padded, text, s_mask, t_mask, gamma=0.01)) == pytest.approx(0.0, abs=1e-3)
+    grad_in = student.clone().requires_grad_(True)
+    monotonic_match_loss(grad_in, text + 0.1 * torch.randn_like(text), s_mask, t_mask, 0.1).backward()
+    assert torch.isfinite(grad_in.grad).all() and grad_in.grad.abs().sum() > 0
 
 
 def test_distill_config_unknown_field_is_refused():

@@ -136,6 +136,53 @@ def test_loss_terms_switch_off(world, tmp_path):
     assert only_ce.losses[-1]["loss"] == pytest.approx(only_ce.losses[-1]["loss_ce"])
 
 
+def test_text_state_loss_pulls_the_student_towards_the_base_reading_the_transcript(world, tmp_path):
+    spec = {"distill.w_layer": 0, "distill.w_kl": 0, "distill.w_state": 1, "train.max_steps": 20,
+            "train.eval_every": 10}
+    rep = ListReporter()
+    run = train(make_spec(world, tmp_path / "a", spec), rep)
+    assert set(run.losses[-1]) == {"step", "loss", "loss_state"}
+    assert run.losses[-1]["loss"] < 0.7 * run.losses[0]["loss"]
+    evals = rep.of("eval")
+    assert evals[-1]["val_loss_state"] < evals[0]["val_loss_state"]
+    one = train(make_spec(world, tmp_path / "b", dict(spec, **{"distill.state_layers": "[2]", "train.max_steps": 1})),
+                ListReporter())
+    assert one.losses[0]["loss_state"] != pytest.approx(run.losses[0]["loss_state"])  # fewer layers compared
+    with pytest.raises(AuraError, match="state_layers \\[9\\]: the student LLM has 4 layers"):
+        train(make_spec(world, tmp_path / "c", dict(spec, **{"distill.state_layers": "[9]"})), ListReporter())
+
+
+def test_text_alignment_loss_trains_and_reports(world, tmp_path):
+    spec = {"distill.w_layer": 0, "distill.w_kl": 0, "distill.w_align": 1, "train.max_steps": 20,
+            "train.eval_every": 10}
+    rep = ListReporter()
+    run = train(make_spec(world, tmp_path / "a", spec), rep)
+    assert set(run.losses[-1]) == {"step", "loss", "loss_align"}
+    assert run.losses[-1]["loss"] < 0.8 * run.losses[0]["loss"]
+    evals = rep.of("eval")
+    assert [e["step"] for e in evals] == [10, 20] and all(0 <= e["val_loss_align"] < 2 for e in evals)
+
+
+def test_transcript_spans_stand_where_the_audio_stands():
+    from aura_model.train.batching import pad_left, transcript_spans
+
+    student = pad_left([[1, 2, 9, 9, 9, 5, 6, 7], [1, 2, 9, 9, 5, 6, 7, 8, 8]], [[(2, 3)], [(2, 2)]], 0)
+    base = [[1, 2, 30, 31, 5, 6, 7], [1, 2, 40, 5, 6, 7, 8, 8]]
+    assert transcript_spans(student, base) == [[(2, 2)], [(2, 1)]]
+    assert transcript_spans(student, [[1, 3, 30, 5, 6, 7], [1, 2, 5, 6, 7, 8, 8]]) == [[], []]  # no common prefix; no words
+
+
+def test_shared_suffix_covers_what_follows_the_audio_in_both_prompts():
+    from aura_model.train.batching import pad_left, shared_suffix_mask
+
+    student = pad_left([[1, 2, 9, 9, 9, 5, 6, 7], [1, 2, 9, 9, 5, 6, 7, 8]], [[(2, 3)], [(2, 2)]], 0)
+    mask = shared_suffix_mask(student, [[1, 2, 30, 31, 5, 6, 7], [1, 2, 40, 5, 6, 7, 8]])
+    assert mask.tolist() == [[False, True, True, True], [True, True, True, True]]
+    # a tokenizer that merged the last word with what follows shortens the span, never misaligns it
+    assert shared_suffix_mask(student, [[1, 5, 6, 7], [1, 2, 40, 55, 6, 7, 8]]).tolist() == [
+        [True, True, True], [True, True, True]]
+
+
 def test_wav2vec2_teacher_without_transcripts_trains_on_the_layer_loss(world, tmp_path):
     w2v = save_tiny_wav2vec2(tmp_path / "w2v")
     data = make_clip_folder(tmp_path / "untranscribed", 4, seed=6, transcripts=False)

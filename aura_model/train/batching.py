@@ -61,6 +61,8 @@ class Batch:
     responses: torch.Tensor | None = None  # (B, R) long, right-aligned response ids (0 where masked)
     response_mask: torch.Tensor | None = None  # (B, R) bool
     response_lists: list[list[int]] = field(default_factory=list)
+    shared_suffix: torch.Tensor | None = None  # (B, S) bool, right-aligned: the last positions of a row that
+    #   follow its audio span and hold the same ids in the student and the base row (the text-state loss's span)
 
     @property
     def size(self) -> int:
@@ -74,7 +76,7 @@ class Batch:
                      self.student.to(device), None if self.base is None else self.base.to(device),
                      None if self.prompt_only is None else self.prompt_only.to(device),
                      {t: s.to(device) for t, s in self.teacher.items()}, mv(self.layer_mask), mv(self.responses),
-                     mv(self.response_mask), self.response_lists)
+                     mv(self.response_mask), self.response_lists, mv(self.shared_suffix))
 
 
 def pad_left(rows: Sequence[Sequence[int]], spans: Sequence[Sequence[tuple[int, int]]], pad_id: int) -> Tokens:
@@ -138,7 +140,8 @@ class Collator:
             if self.want_base:
                 rows = [text_prompt_ids(self.processor, it.transcript or "", it.instruction) + list(it.response or [])
                         for it in items]
-                batch.base = pad_left(rows, [[] for _ in rows], self.processor.pad_id)
+                batch.base = pad_left(rows, transcript_spans(batch.student, rows), self.processor.pad_id)
+                batch.shared_suffix = shared_suffix_mask(batch.student, rows)
         if self.want_prompt_only:
             batch.prompt_only = self._student_tokens(items, n_tok, with_response=False)
         return batch
@@ -185,6 +188,47 @@ class Collator:
                 resp[b, r_max - len(r):] = torch.tensor(r, dtype=torch.long)
                 mask[b, r_max - len(r):] = True
         batch.responses, batch.response_mask, batch.response_lists = resp, mask, lists
+
+
+def transcript_spans(student: Tokens, base_rows: Sequence[Sequence[int]]) -> list[list[tuple[int, int]]]:
+    """Per base row (unpadded), [(start, length)] of the transcript tokens: what stands where the student
+    row has its audio span. Both rows share the tokens before and after it; [] where they do not."""
+    spans = []
+    width = student.input_ids.shape[1]
+    for b, (row_spans, base) in enumerate(zip(student.audio_spans, base_rows)):
+        start, n = row_spans[-1]
+        real = int(student.attention_mask[b].sum())
+        offset = width - real  # left padding of the student row
+        before, after = start - offset, width - (start + n)  # tokens before / after the audio span
+        length = len(base) - before - after
+        ids = student.input_ids[b].tolist()
+        same = (length > 0 and list(base[:before]) == ids[offset:start]
+                and list(base[len(base) - after:]) == ids[start + n:])
+        spans.append([(before, length)] if same else [])
+    return spans
+
+
+def shared_suffix_mask(student: Tokens, base_rows: Sequence[Sequence[int]]) -> torch.Tensor:
+    """(B, S) bool, right-aligned: True on the last positions of each student row that come after its audio
+    span and carry the same ids as the end of its base (transcript) row. S = the longest such suffix.
+
+    The two prompts differ only inside the user turn, so this is normally everything after the audio; a
+    tokenizer that merged the transcript's last word with what follows would shorten it, never misalign it.
+    """
+    lengths = []
+    for b, (spans, base) in enumerate(zip(student.audio_spans, base_rows)):
+        start, n = spans[-1]
+        after = student.input_ids[b, start + n:].tolist()
+        k = 0
+        while k < min(len(after), len(base)) and after[-1 - k] == base[-1 - k]:
+            k += 1
+        lengths.append(k)
+    s = max(lengths, default=0)
+    mask = torch.zeros(len(lengths), s, dtype=torch.bool)
+    for b, k in enumerate(lengths):
+        if k:
+            mask[b, s - k:] = True
+    return mask
 
 
 def epoch_batches(n_items: int, epoch: int, seed: int, batch_size: int, world: int, rank: int) -> list[list[int]]:

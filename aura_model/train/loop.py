@@ -46,7 +46,8 @@ from torch import nn
 from .. import backends
 from ..bundle import load_llm, load_llm_config, load_tokenizer, save_bundle
 from ..config import GenerationSettings
-from ..distill import ProjectionHeads, layer_alignment_loss, layerwise_loss, response_ce, response_kl, total_loss
+from ..distill import (ProjectionHeads, layer_alignment_loss, layerwise_loss, monotonic_match_loss, response_ce,
+                       response_kl, text_state_loss, total_loss)
 from ..embedding import AudioEmbedding
 from ..errors import AuraError
 from ..model import AuraModel, attach_lora
@@ -110,32 +111,55 @@ def with_echo_items(items: list[Item], echo_prompt: str) -> list[Item]:
 
 
 def gather_spans(h: torch.Tensor, spans: list[list[tuple[int, int]]], t_max: int) -> torch.Tensor:
-    """(B, L, D) states -> (B, t_max, D): each row's audio span, zero-padded at the end."""
+    """(B, L, D) states -> (B, t_max, D): each row's (first) span, zero-padded at the end (all zero without one)."""
     rows = []
     for b, row in enumerate(spans):
-        start, n = row[0]
+        start, n = row[0] if row else (0, 0)
         n = min(n, t_max)
         rows.append(nn.functional.pad(h[b, start:start + n], (0, 0, 0, t_max - n)))
     return torch.stack(rows)
 
 
+def span_mask(spans: list[list[tuple[int, int]]], width: int) -> torch.Tensor:
+    """(B, width) bool: True on the first ``length`` positions of each row's (first) span."""
+    lengths = torch.tensor([min(row[0][1], width) if row else 0 for row in spans])
+    return torch.arange(width)[None, :] < lengths[:, None]
+
+
+@dataclass
+class BaseTargets:
+    """What the base LLM (adapter off) reading the transcript gives the student to match."""
+
+    logits: torch.Tensor | None  # (B, R, V) on the response slots, for the KL (None when it is off)
+    states: list[torch.Tensor]  # per text-state layer, (B, S, D) on the shared suffix (empty when off)
+    transcript: list[torch.Tensor] = field(default_factory=list)  # per text-alignment layer, (B, N, D) on the
+    #   transcript tokens (empty when off)
+    transcript_mask: torch.Tensor | None = None  # (B, N) bool, real transcript tokens
+
+
 class DistillModule(nn.Module):
     """AuraModel + projection heads; forward computes the loss terms (the module DDP wraps)."""
 
-    def __init__(self, aura: AuraModel, heads: ProjectionHeads | None, layer_map: list[tuple[int, int]], distill):
+    def __init__(self, aura: AuraModel, heads: ProjectionHeads | None, layer_map: list[tuple[int, int]], distill,
+                 state_layers: list[int] | None = None, align_layers: list[int] | None = None):
         super().__init__()
         self.aura = aura
         self.heads = heads
         self.layer_map = list(layer_map)
         self.distill = distill
+        self.state_layers = list(state_layers or [])
+        self.align_layers = list(align_layers or [])
 
-    def _run(self, batch: Batch, base_logits: torch.Tensor | None, with_responses: bool):
+    def _run(self, batch: Batch, base: BaseTargets | None, with_responses: bool):
         d = self.distill
         want_layer = self.heads is not None
+        want_state = bool(self.state_layers) and base is not None and bool(base.states)
+        want_align = bool(self.align_layers) and base is not None and bool(base.transcript)
         r = batch.responses.shape[1] if with_responses else 0
         s = batch.student
         out = self.aura(s.input_ids, s.attention_mask, s.position_ids, s.audio_spans, batch.features,
-                        batch.frame_lengths, output_hidden_states=want_layer, use_cache=False, logits_to_keep=r + 1)
+                        batch.frame_lengths, output_hidden_states=want_layer or want_state or want_align,
+                        use_cache=False, logits_to_keep=r + 1)
         terms: dict[str, torch.Tensor] = {}
         student = teacher = None
         if want_layer:
@@ -143,24 +167,36 @@ class DistillModule(nn.Module):
             student = [gather_spans(out.hidden_states[sl], s.audio_spans, t_max) for sl, _ in self.layer_map]
             teacher = [batch.teacher[tl] for _, tl in self.layer_map]
             terms["layer"], _ = layerwise_loss(student, teacher, self.heads, batch.layer_mask, d.beta)
+        if want_state:
+            width = batch.shared_suffix.shape[1]
+            mine = [out.hidden_states[layer][:, -width:] for layer in self.state_layers] if width else []
+            terms["state"] = (text_state_loss(mine, base.states, batch.shared_suffix, d.beta) if width
+                              else out.logits.sum() * 0.0)
+        if want_align:
+            t_max = max(batch.audio_tokens)
+            audio_mask = span_mask(s.audio_spans, t_max).to(out.logits.device)
+            terms["align"] = torch.stack([
+                monotonic_match_loss(gather_spans(out.hidden_states[layer], s.audio_spans, t_max), text, audio_mask,
+                                     base.transcript_mask, d.align_gamma)
+                for layer, text in zip(self.align_layers, base.transcript)]).mean()
         logits = out.logits[:, :-1] if with_responses else None  # (B, R, V): slot i predicts response slot i
+        base_logits = base.logits if base is not None else None
         if with_responses and base_logits is not None and (d.w_kl > 0 or not self.training):
             terms["kl"] = response_kl(logits, base_logits, batch.response_mask, d.kl_temperature)
         if with_responses and (d.w_ce > 0 or not self.training):
             terms["ce"] = response_ce(logits, batch.responses, batch.response_mask)
         return terms, student, teacher, logits
 
-    def forward(self, batch: Batch, base_logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        d = self.distill
-        with_responses = batch.responses is not None and (d.w_kl > 0 or d.w_ce > 0)
-        terms, _, _, _ = self._run(batch, base_logits, with_responses)
+    def forward(self, batch: Batch, base: BaseTargets | None = None) -> dict[str, torch.Tensor]:
+        with_responses = batch.responses is not None and self.distill.needs_response
+        terms, _, _, _ = self._run(batch, base, with_responses)
         return terms
 
     @torch.no_grad()
-    def eval_sums(self, batch: Batch, base_logits: torch.Tensor | None) -> dict[str, Any]:
+    def eval_sums(self, batch: Batch, base: BaseTargets | None) -> dict[str, Any]:
         """Sums over this batch for the validation metrics (the caller divides after reducing)."""
         with_responses = batch.responses is not None
-        terms, student, teacher, logits = self._run(batch, base_logits, with_responses)
+        terms, student, teacher, logits = self._run(batch, base, with_responses)
         out: dict[str, Any] = {"items": batch.size}
         if student is not None:
             n = float(batch.layer_mask.sum())
@@ -178,6 +214,13 @@ class DistillModule(nn.Module):
             out["ce_sum"] = float(terms["ce"]) * n
             hits = (logits.argmax(-1) == batch.responses) & batch.response_mask
             out["token_hits"] = float(hits.sum())
+        if "state" in terms and batch.shared_suffix is not None:
+            n = float(batch.shared_suffix.sum())
+            out["state_positions"] = n
+            out["state_sum"] = float(terms["state"]) * n
+        if "align" in terms:
+            out["align_items"] = float(batch.size)
+            out["align_sum"] = float(terms["align"]) * batch.size
         return out
 
 
@@ -283,7 +326,7 @@ class Trainer:
         self.on_step = on_step
         self.teacher_loader = teacher_loader
         self.timing: dict[str, float] = {}
-        self.need_response = self.d.w_kl > 0 or self.d.w_ce > 0
+        self.need_response = self.d.needs_response
         self.masks = MaskSettings(self.d.student_freq_masks, self.d.student_freq_width, self.d.student_time_masks,
                                   float(self.d.student_time_width))
 
@@ -345,6 +388,8 @@ class Trainer:
         self.d_student = int(text_cfg.hidden_size)
         self.info = inspect_teacher(spec.teacher, t.trust_remote_code, want_transcriber=self.need_response)
         self.layer_map = (self.d.resolve_layer_map(self.n_student, self.info.num_layers) if self.d.w_layer > 0 else [])
+        self.state_layers = self.d.resolve_state_layers(self.n_student) if self.d.w_state > 0 else []
+        self.align_layers = self.d.resolve_align_layers(self.n_student) if self.d.w_align > 0 else []
         self.teacher_layers = sorted({tl for _, tl in self.layer_map})
         for flag, ref, what in ((t.bundle_base, spec.student, "train.bundle_base"),
                                 (t.bundle_teacher, spec.teacher, "train.bundle_teacher")):
@@ -468,7 +513,7 @@ class Trainer:
             self.aura = AuraModel(llm, embedding)
             heads = (ProjectionHeads(self.layer_map, self.d_student, self.info.width).to(device)
                      if self.layer_map else None)
-            self.module = DistillModule(self.aura, heads, self.layer_map, self.d)
+            self.module = DistillModule(self.aura, heads, self.layer_map, self.d, self.state_layers, self.align_layers)
             self.module.train()
         from ..assistant import Assistant
 
@@ -506,7 +551,7 @@ class Trainer:
         self.prepared, self.optimizer = self.acc.prepare(self.module, optimizer)
         self.unwrapped: DistillModule = self.acc.unwrap_model(self.prepared)
         self.collate = Collator(self.source, self.processor, self.spec.model, self.cache, self.teacher_layers,
-                                want_response=self.need_response, want_base=self.d.w_kl > 0)
+                                want_response=self.need_response, want_base=self.d.needs_base)
 
     # -------------------------------------------------------------- checkpoints
     def _trainable_state(self) -> dict[str, torch.Tensor]:
@@ -566,19 +611,32 @@ class Trainer:
         return self.state["epoch"] + self.state["batch"] / max(1, self.batches_per_epoch)
 
     @torch.no_grad()
-    def _base_logits(self, batch: Batch) -> torch.Tensor:
-        """The base LLM (adapter off, eval mode) reading the transcript: logits on the response slots."""
+    def _base_targets(self, batch: Batch) -> BaseTargets:
+        """The base LLM (adapter off, eval mode) reading the transcript: logits on the response slots and
+        hidden states of the text-state layers on the shared suffix."""
         aura = self.unwrapped.aura
         b = batch.base
         r = batch.responses.shape[1]
+        want_states = bool(self.state_layers) and batch.shared_suffix is not None
+        want_align = bool(self.align_layers)
         was_training = aura.llm.training
         aura.llm.eval()
         try:
             with aura.adapter_disabled(), self.acc.autocast():
-                out = aura(b.input_ids, b.attention_mask, b.position_ids, use_cache=False, logits_to_keep=r + 1)
+                out = aura(b.input_ids, b.attention_mask, b.position_ids, use_cache=False, logits_to_keep=r + 1,
+                           output_hidden_states=want_states or want_align)
         finally:
             aura.llm.train(was_training)
-        return out.logits[:, :-1].float()
+        targets = BaseTargets(out.logits[:, :-1].float(), [])
+        if want_states and batch.shared_suffix.shape[1]:
+            width = batch.shared_suffix.shape[1]
+            targets.states = [out.hidden_states[layer][:, -width:].float() for layer in self.state_layers]
+        if want_align:
+            n_max = max([row[0][1] for row in b.audio_spans if row] or [1])
+            targets.transcript = [gather_spans(out.hidden_states[layer], b.audio_spans, n_max).float()
+                                  for layer in self.align_layers]
+            targets.transcript_mask = span_mask(b.audio_spans, n_max).to(out.logits.device)
+        return targets
 
     def _should_stop(self, stop: StopFlag) -> str | None:
         if self.acc.num_processes == 1:
@@ -620,10 +678,10 @@ class Trainer:
                         batch.features = spec_augment(batch.features, batch.frame_lengths, self.masks,
                                                       mask_generator(t.seed, st["step"], j, rank))
                     batch = batch.to(acc.device)
-                    base_logits = self._base_logits(batch) if self.d.w_kl > 0 else None
+                    base = self._base_targets(batch) if self.d.needs_base else None
                     sync = contextlib.nullcontext() if j == window - 1 else acc.no_sync(self.prepared)
                     with sync:
-                        terms = self.prepared(batch, base_logits)
+                        terms = self.prepared(batch, base)
                         loss = total_loss(terms, self.d)
                         acc.backward(loss / window)
                     for k, v in terms.items():
@@ -703,17 +761,18 @@ class Trainer:
         collate = Collator(self.source, self.processor, self.spec.model, self.cache, self.teacher_layers,
                            want_response=self.need_response, want_base=self.need_response, want_prompt_only=True)
         k = len(self.layer_map)
-        # [items, layer_positions, layer_sum, cos_1..cos_k, response_tokens, kl_sum, ce_sum, token_hits, agree]
-        sums = torch.zeros(8 + k, dtype=torch.float64)
+        # [items, layer_positions, layer_sum, cos_1..cos_k, response_tokens, kl_sum, ce_sum, token_hits, agree,
+        #  state_positions, state_sum, align_items, align_sum]
+        sums = torch.zeros(12 + k, dtype=torch.float64)
         gen = GenerationSettings(max_new_tokens=t.response_max_tokens)
         was_training = module.training
         module.eval()
         try:
             for start in range(0, len(mine), t.batch_size):
                 batch = collate(mine[start:start + t.batch_size]).to(acc.device)
-                base_logits = self._base_logits(batch) if batch.base is not None else None
+                base = self._base_targets(batch) if batch.base is not None else None
                 with acc.autocast():
-                    out = module.eval_sums(batch, base_logits)
+                    out = module.eval_sums(batch, base)
                 sums[0] += out["items"]
                 sums[1] += out.get("layer_positions", 0.0)
                 sums[2] += out.get("layer_sum", 0.0)
@@ -725,6 +784,10 @@ class Trainer:
                 sums[6 + k] += out.get("token_hits", 0.0)
                 if batch.responses is not None:
                     sums[7 + k] += self._agreements(batch, gen)
+                sums[8 + k] += out.get("state_positions", 0.0)
+                sums[9 + k] += out.get("state_sum", 0.0)
+                sums[10 + k] += out.get("align_items", 0.0)
+                sums[11 + k] += out.get("align_sum", 0.0)
         finally:
             module.train(was_training)
         if acc.num_processes > 1:
@@ -766,6 +829,12 @@ class Trainer:
                 loss += self.d.w_ce * m["val_loss_ce"]
             m["val_token_accuracy"] = s[6 + k] / tokens
             m["val_agreement"] = s[7 + k] / max(1.0, n_items)
+        if s[8 + k] > 0:
+            m["val_loss_state"] = s[9 + k] / s[8 + k]
+            loss += self.d.w_state * m["val_loss_state"]
+        if s[10 + k] > 0:
+            m["val_loss_align"] = s[11 + k] / s[10 + k]
+            loss += self.d.w_align * m["val_loss_align"]
         m["val_loss"] = loss
         return m
 
