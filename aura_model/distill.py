@@ -46,7 +46,7 @@ from .errors import AuraError
 LayerMap = list[tuple[int, int]]
 
 # Names of the terms total_loss() combines, and the config weight of each.
-LOSS_TERMS = ("layer", "kl", "ce", "state", "align")
+LOSS_TERMS = ("layer", "kl", "ce", "state", "align", "ctc")
 
 
 # --------------------------------------------------------------------------- config
@@ -99,6 +99,11 @@ class DistillConfig(_Config):
     # hidden_states indices of the text-alignment loss; None = n // 2 .. n - 1, the inputs of the upper half's layers
     align_layers: tuple[int, ...] | None = None
     align_gamma: float = 0.1  # soft-min temperature of the alignment (smaller: closer to the single best alignment)
+    # weight of a CTC loss on the audio span: the student's states at hidden_states[ctc_layer] must spell the
+    # transcript in the LLM's own tokens, classified by cosine against the LLM's (frozen) token embeddings, with
+    # the placeholder/pad token as CTC blank: the heard words become text-like directions, in order
+    w_ctc: float = 0.0
+    ctc_layer: int | None = None  # hidden_states index of the CTC loss; None = the top student layer of the layer map
     beta: float = 1.0  # weight of the MSE inside each layer loss, next to (1 - cosine)
     kl_temperature: float = 2.0  # softens both distributions in the KL; ~2 passes on the teacher's "dark knowledge"
     # (student_layer, teacher_layer) pairs, 1-based hidden_states indices; None = default_layer_map()
@@ -120,12 +125,14 @@ class DistillConfig(_Config):
     student_time_width: float = 0.05  # longest time mask, as a fraction of the clip's frames (at most 0.5)
 
     def __post_init__(self) -> None:
-        for name in ("w_layer", "w_kl", "w_ce", "w_state", "w_align"):
+        for name in ("w_layer", "w_kl", "w_ce", "w_state", "w_align", "w_ctc"):
             w = getattr(self, name)
             _check(isinstance(w, (int, float)) and math.isfinite(w) and w >= 0,
                    f"{name} must be a finite number >= 0, got {w!r}")
-        _check(self.w_layer > 0 or self.w_kl > 0 or self.w_ce > 0 or self.w_state > 0 or self.w_align > 0,
-               "at least one of w_layer, w_kl, w_ce, w_state, w_align must be > 0, got all zero")
+        _check(any(getattr(self, f"w_{t}") > 0 for t in LOSS_TERMS),
+               "at least one of w_layer, w_kl, w_ce, w_state, w_align, w_ctc must be > 0, got all zero")
+        _check(self.ctc_layer is None or (isinstance(self.ctc_layer, int) and self.ctc_layer >= 0),
+               f"ctc_layer must be a hidden_states index >= 0 (or null), got {self.ctc_layer!r}")
         for name in ("state_layers", "align_layers"):
             layers = getattr(self, name)
             if layers is None:
@@ -174,7 +181,7 @@ class DistillConfig(_Config):
     @property
     def needs_response(self) -> bool:
         """Whether a term reads the base LLM's answer (KL, CE and the text-state/alignment losses all do)."""
-        return self.w_kl > 0 or self.w_ce > 0 or self.w_state > 0 or self.w_align > 0
+        return self.w_kl > 0 or self.w_ce > 0 or self.w_state > 0 or self.w_align > 0 or self.w_ctc > 0
 
     @property
     def needs_base(self) -> bool:
@@ -473,6 +480,31 @@ def monotonic_match_loss(student: Tensor, text: Tensor, student_mask: Tensor, te
     ok = (n_tok > 0) & (n_pos >= n_tok)
     per_row = torch.where(ok, final / n_tok.clamp(min=1), zero)
     return per_row.sum() / ok.sum().clamp(min=1)
+
+
+class TokenCTCHead(nn.Module):
+    """Training-only CTC classifier over the LLM's vocabulary: cosine of a state with each (frozen) token
+    embedding, times a learned scale. Blank is an existing token (the placeholder/pad id)."""
+
+    def __init__(self, embeddings: Tensor, blank_id: int, scale: float = 10.0) -> None:
+        super().__init__()
+        self.register_buffer("table", F.normalize(embeddings.detach().float(), dim=-1), persistent=False)  # (V, D)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(scale)))
+        self.blank_id = int(blank_id)
+
+    def forward(self, states: Tensor, mask: Tensor, targets: list[list[int]]) -> Tensor:
+        """CTC of ``states`` (B, T, D) on the real positions ``mask`` (B, T) against token-id ``targets``;
+        rows without targets do not count."""
+        logits = F.normalize(states.float(), dim=-1) @ self.table.T * self.log_scale.exp()  # (B, T, V)
+        keep = [i for i, t in enumerate(targets) if t]
+        if not keep:
+            return logits.sum() * 0.0
+        log_probs = logits[keep].log_softmax(-1).transpose(0, 1)  # (T, B', V)
+        in_lens = mask[keep].sum(1)
+        tgt = torch.tensor([x for i in keep for x in targets[i]], dtype=torch.long, device=states.device)
+        tgt_lens = torch.tensor([len(targets[i]) for i in keep], dtype=torch.long, device=states.device)
+        return F.ctc_loss(log_probs, tgt, in_lens, tgt_lens, blank=self.blank_id, reduction="mean",
+                          zero_infinity=True)
 
 
 # -------------------------------------------------------------------------- total

@@ -347,7 +347,7 @@ def test_distill_config_json_round_trip_with_layer_map():
         ({"w_layer": -1.0}, r"w_layer must be a finite number >= 0, got -1\.0"),
         ({"w_kl": float("nan")}, r"w_kl must be .* got nan"),
         ({"w_ce": -0.5}, r"w_ce .* got -0\.5"),
-        ({"w_layer": 0.0, "w_kl": 0.0, "w_ce": 0.0}, r"at least one of w_layer, w_kl, w_ce, w_state, w_align must be > 0"),
+        ({"w_layer": 0.0, "w_kl": 0.0, "w_ce": 0.0}, r"at least one of w_layer, w_kl, w_ce, w_state, w_align, w_ctc must be > 0"),
         ({"beta": -0.1}, r"beta must be .* got -0\.1"),
         ({"kl_temperature": 0.0}, r"kl_temperature must be > 0, got 0\.0"),
         ({"kl_temperature": -2.0}, r"kl_temperature must be > 0, got -2\.0"),
@@ -360,6 +360,8 @@ def test_distill_config_json_round_trip_with_layer_map():
         ({"w_state": -1.0}, r"w_state must be a finite number >= 0, got -1\.0"),
         ({"state_layers": [0, 2]}, r"state_layers must be a non-empty list of 1-based layer numbers"),
         ({"state_layers": []}, r"state_layers must be a non-empty list"),
+        ({"w_ctc": -1.0}, r"w_ctc must be a finite number >= 0, got -1\.0"),
+        ({"ctc_layer": -1}, r"ctc_layer must be a hidden_states index >= 0 \(or null\), got -1"),
     ],
 )
 def test_distill_config_validation_names_the_bad_value(kwargs, match):
@@ -406,3 +408,30 @@ def test_monotonic_match_finds_the_tokens_in_order_among_free_positions():
 def test_distill_config_unknown_field_is_refused():
     with pytest.raises(AuraError, match="unknown field"):
         DistillConfig.from_dict({"w_kd": 1.0})
+
+
+def test_token_ctc_head_rewards_states_that_spell_the_targets_in_order():
+    from aura_model.distill import TokenCTCHead
+
+    torch.manual_seed(0)
+    table = torch.randn(12, 16)
+    head = TokenCTCHead(table, blank_id=0, scale=20.0)
+    frames = [0, 3, 3, 0, 5, 7, 7, 0]  # blank, 3 3, blank, 5, 7 7, blank -> spells 3 5 7
+    states = table[frames].unsqueeze(0).repeat(2, 1, 1) * 4.0  # cosine ignores the scale of a state
+    mask = torch.ones(2, 8, dtype=torch.bool)
+
+    def ctc(*args) -> float:
+        return float(head(*args).detach())
+
+    good = ctc(states, mask, [[3, 5, 7], [3, 5, 7]])
+    wrong = ctc(states, mask, [[7, 5, 3], [7, 5, 3]])
+    assert good < 0.5 and wrong > good + 5
+    # a row without targets does not count; padded frames past a row's length do not either
+    assert ctc(states, mask, [[3, 5, 7], []]) == pytest.approx(good, rel=1e-5)
+    padded = torch.cat([states, torch.randn(2, 3, 16)], 1)
+    pmask = torch.cat([mask, torch.zeros(2, 3, dtype=torch.bool)], 1)
+    assert ctc(padded, pmask, [[3, 5, 7], [3, 5, 7]]) == pytest.approx(good, rel=1e-4)
+    assert ctc(states, mask, [[], []]) == 0.0
+    x = torch.randn(2, 8, 16, requires_grad=True)
+    head(x, mask, [[3, 5, 7], [4]]).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0 and head.table.grad is None

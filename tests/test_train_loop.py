@@ -163,6 +163,22 @@ def test_text_alignment_loss_trains_and_reports(world, tmp_path):
     assert [e["step"] for e in evals] == [10, 20] and all(0 <= e["val_loss_align"] < 2 for e in evals)
 
 
+def test_ctc_loss_spells_the_transcript_and_reports(world, tmp_path):
+    spec = {"distill.w_layer": 0, "distill.w_kl": 0, "distill.w_ctc": 1, "distill.ctc_layer": 0,
+            "train.max_steps": 20, "train.eval_every": 10}
+    rep = ListReporter()
+    run = train(make_spec(world, tmp_path / "a", spec), rep)
+    assert set(run.losses[-1]) == {"step", "loss", "loss_ctc"}
+    assert run.losses[-1]["loss"] < 0.8 * run.losses[0]["loss"]
+    evals = rep.of("eval")
+    assert evals[-1]["val_loss_ctc"] < evals[0]["val_loss_ctc"]
+    top = train(make_spec(world, tmp_path / "b", dict(spec, **{"distill.ctc_layer": None, "train.max_steps": 1})),
+                ListReporter())
+    assert top.losses[0]["loss_ctc"] != pytest.approx(run.losses[0]["loss_ctc"])  # another layer spells
+    with pytest.raises(AuraError, match="ctc_layer 9: the student LLM has 4 layers"):
+        train(make_spec(world, tmp_path / "c", dict(spec, **{"distill.ctc_layer": 9})), ListReporter())
+
+
 def test_transcript_spans_stand_where_the_audio_stands():
     from aura_model.train.batching import pad_left, transcript_spans
 

@@ -61,6 +61,8 @@ class Batch:
     responses: torch.Tensor | None = None  # (B, R) long, right-aligned response ids (0 where masked)
     response_mask: torch.Tensor | None = None  # (B, R) bool
     response_lists: list[list[int]] = field(default_factory=list)
+    ctc_targets: list[list[int]] = field(default_factory=list)  # per clip, the student-tokenizer ids the CTC term
+    #   spells (the item's ctc_text, else its transcript); empty when the CTC term is off
     shared_suffix: torch.Tensor | None = None  # (B, S) bool, right-aligned: the last positions of a row that
     #   follow its audio span and hold the same ids in the student and the base row (the text-state loss's span)
 
@@ -76,7 +78,7 @@ class Batch:
                      self.student.to(device), None if self.base is None else self.base.to(device),
                      None if self.prompt_only is None else self.prompt_only.to(device),
                      {t: s.to(device) for t, s in self.teacher.items()}, mv(self.layer_mask), mv(self.responses),
-                     mv(self.response_mask), self.response_lists, mv(self.shared_suffix))
+                     mv(self.response_mask), self.response_lists, self.ctc_targets, mv(self.shared_suffix))
 
 
 def pad_left(rows: Sequence[Sequence[int]], spans: Sequence[Sequence[tuple[int, int]]], pad_id: int) -> Tokens:
@@ -111,7 +113,8 @@ class Collator:
     """Items -> Batch. Runs in DataLoader workers when train.num_workers > 0 (no torch RNG used)."""
 
     def __init__(self, source: Source, processor: AuraProcessor, model_cfg: ModelConfig, cache: Cache,
-                 teacher_layers: Sequence[int], want_response: bool, want_base: bool, want_prompt_only: bool = False):
+                 teacher_layers: Sequence[int], want_response: bool, want_base: bool, want_prompt_only: bool = False,
+                 want_ctc: bool = False):
         self.source = source
         self.processor = processor
         self.cfg = model_cfg
@@ -120,6 +123,7 @@ class Collator:
         self.want_response = want_response
         self.want_base = want_base
         self.want_prompt_only = want_prompt_only
+        self.want_ctc = want_ctc
         self._audio_prompts: dict[str, str] = {}  # instruction -> rendered audio turn
 
     def __call__(self, items: list[Item]) -> Batch:
@@ -144,6 +148,9 @@ class Collator:
                 batch.shared_suffix = shared_suffix_mask(batch.student, rows)
         if self.want_prompt_only:
             batch.prompt_only = self._student_tokens(items, n_tok, with_response=False)
+        if self.want_ctc:
+            batch.ctc_targets = [self.processor._text_ids(it.ctc_text if it.ctc_text is not None else
+                                                          it.transcript or "") for it in items]
         return batch
 
     def audio_prompt(self, instruction: str = "") -> str:

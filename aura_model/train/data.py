@@ -56,6 +56,7 @@ class Item:
     teacher_key: str = ""  # cache key of its teacher states
     response: list[int] | None = None  # the base LLM's answer ids (EOS included when it ended), from the cache
     instruction: str = ""  # text after the audio in the user turn ("" = the bare request); echo items carry one
+    ctc_text: str | None = None  # what the CTC term (distill.w_ctc) spells, e.g. a phoneme spelling; None = transcript
 
 
 @dataclass

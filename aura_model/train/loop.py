@@ -46,8 +46,8 @@ from torch import nn
 from .. import backends
 from ..bundle import load_llm, load_llm_config, load_tokenizer, save_bundle
 from ..config import GenerationSettings
-from ..distill import (ProjectionHeads, layer_alignment_loss, layerwise_loss, monotonic_match_loss, response_ce,
-                       response_kl, text_state_loss, total_loss)
+from ..distill import (ProjectionHeads, TokenCTCHead, layer_alignment_loss, layerwise_loss, monotonic_match_loss,
+                       response_ce, response_kl, text_state_loss, total_loss)
 from ..embedding import AudioEmbedding
 from ..errors import AuraError
 from ..model import AuraModel, attach_lora
@@ -141,8 +141,11 @@ class DistillModule(nn.Module):
     """AuraModel + projection heads; forward computes the loss terms (the module DDP wraps)."""
 
     def __init__(self, aura: AuraModel, heads: ProjectionHeads | None, layer_map: list[tuple[int, int]], distill,
-                 state_layers: list[int] | None = None, align_layers: list[int] | None = None):
+                 state_layers: list[int] | None = None, align_layers: list[int] | None = None,
+                 ctc_head: TokenCTCHead | None = None, ctc_layer: int | None = None):
         super().__init__()
+        self.ctc_head = ctc_head
+        self.ctc_layer = ctc_layer
         self.aura = aura
         self.heads = heads
         self.layer_map = list(layer_map)
@@ -155,10 +158,11 @@ class DistillModule(nn.Module):
         want_layer = self.heads is not None
         want_state = bool(self.state_layers) and base is not None and bool(base.states)
         want_align = bool(self.align_layers) and base is not None and bool(base.transcript)
+        want_ctc = self.ctc_head is not None and bool(batch.ctc_targets)
         r = batch.responses.shape[1] if with_responses else 0
         s = batch.student
         out = self.aura(s.input_ids, s.attention_mask, s.position_ids, s.audio_spans, batch.features,
-                        batch.frame_lengths, output_hidden_states=want_layer or want_state or want_align,
+                        batch.frame_lengths, output_hidden_states=want_layer or want_state or want_align or want_ctc,
                         use_cache=False, logits_to_keep=r + 1)
         terms: dict[str, torch.Tensor] = {}
         student = teacher = None
@@ -179,6 +183,10 @@ class DistillModule(nn.Module):
                 monotonic_match_loss(gather_spans(out.hidden_states[layer], s.audio_spans, t_max), text, audio_mask,
                                      base.transcript_mask, d.align_gamma)
                 for layer, text in zip(self.align_layers, base.transcript)]).mean()
+        if want_ctc:
+            t_max = max(batch.audio_tokens)
+            terms["ctc"] = self.ctc_head(gather_spans(out.hidden_states[self.ctc_layer], s.audio_spans, t_max),
+                                         span_mask(s.audio_spans, t_max).to(out.logits.device), batch.ctc_targets)
         logits = out.logits[:, :-1] if with_responses else None  # (B, R, V): slot i predicts response slot i
         base_logits = base.logits if base is not None else None
         if with_responses and base_logits is not None and (d.w_kl > 0 or not self.training):
@@ -221,6 +229,9 @@ class DistillModule(nn.Module):
         if "align" in terms:
             out["align_items"] = float(batch.size)
             out["align_sum"] = float(terms["align"]) * batch.size
+        if "ctc" in terms:
+            out["ctc_items"] = float(batch.size)
+            out["ctc_sum"] = float(terms["ctc"]) * batch.size
         return out
 
 
@@ -390,6 +401,11 @@ class Trainer:
         self.layer_map = (self.d.resolve_layer_map(self.n_student, self.info.num_layers) if self.d.w_layer > 0 else [])
         self.state_layers = self.d.resolve_state_layers(self.n_student) if self.d.w_state > 0 else []
         self.align_layers = self.d.resolve_align_layers(self.n_student) if self.d.w_align > 0 else []
+        self.ctc_layer = self.d.ctc_layer
+        if self.ctc_layer is None:
+            self.ctc_layer = max([sl for sl, _ in self.layer_map] or [max(1, self.n_student // 2)])
+        if self.ctc_layer > self.n_student:
+            raise AuraError(f"ctc_layer {self.ctc_layer}: the student LLM has {self.n_student} layers")
         self.teacher_layers = sorted({tl for _, tl in self.layer_map})
         for flag, ref, what in ((t.bundle_base, spec.student, "train.bundle_base"),
                                 (t.bundle_teacher, spec.teacher, "train.bundle_teacher")):
@@ -513,7 +529,11 @@ class Trainer:
             self.aura = AuraModel(llm, embedding)
             heads = (ProjectionHeads(self.layer_map, self.d_student, self.info.width).to(device)
                      if self.layer_map else None)
-            self.module = DistillModule(self.aura, heads, self.layer_map, self.d, self.state_layers, self.align_layers)
+            ctc_head = None
+            if self.d.w_ctc > 0:
+                ctc_head = TokenCTCHead(llm.get_input_embeddings().weight, self.processor.placeholder_id).to(device)
+            self.module = DistillModule(self.aura, heads, self.layer_map, self.d, self.state_layers, self.align_layers,
+                                        ctc_head, self.ctc_layer)
             self.module.train()
         from ..assistant import Assistant
 
@@ -551,7 +571,8 @@ class Trainer:
         self.prepared, self.optimizer = self.acc.prepare(self.module, optimizer)
         self.unwrapped: DistillModule = self.acc.unwrap_model(self.prepared)
         self.collate = Collator(self.source, self.processor, self.spec.model, self.cache, self.teacher_layers,
-                                want_response=self.need_response, want_base=self.d.needs_base)
+                                want_response=self.need_response, want_base=self.d.needs_base,
+                                want_ctc=self.d.w_ctc > 0)
 
     # -------------------------------------------------------------- checkpoints
     def _trainable_state(self) -> dict[str, torch.Tensor]:
@@ -759,11 +780,12 @@ class Trainer:
         module = self.unwrapped
         mine = self.ranks.share(self.val_items)
         collate = Collator(self.source, self.processor, self.spec.model, self.cache, self.teacher_layers,
-                           want_response=self.need_response, want_base=self.need_response, want_prompt_only=True)
+                           want_response=self.need_response, want_base=self.need_response, want_prompt_only=True,
+                           want_ctc=self.d.w_ctc > 0)
         k = len(self.layer_map)
         # [items, layer_positions, layer_sum, cos_1..cos_k, response_tokens, kl_sum, ce_sum, token_hits, agree,
-        #  state_positions, state_sum, align_items, align_sum]
-        sums = torch.zeros(12 + k, dtype=torch.float64)
+        #  state_positions, state_sum, align_items, align_sum, ctc_items, ctc_sum]
+        sums = torch.zeros(14 + k, dtype=torch.float64)
         gen = GenerationSettings(max_new_tokens=t.response_max_tokens)
         was_training = module.training
         module.eval()
@@ -788,6 +810,8 @@ class Trainer:
                 sums[9 + k] += out.get("state_sum", 0.0)
                 sums[10 + k] += out.get("align_items", 0.0)
                 sums[11 + k] += out.get("align_sum", 0.0)
+                sums[12 + k] += out.get("ctc_items", 0.0)
+                sums[13 + k] += out.get("ctc_sum", 0.0)
         finally:
             module.train(was_training)
         if acc.num_processes > 1:
@@ -835,6 +859,9 @@ class Trainer:
         if s[10 + k] > 0:
             m["val_loss_align"] = s[11 + k] / s[10 + k]
             loss += self.d.w_align * m["val_loss_align"]
+        if s[12 + k] > 0:
+            m["val_loss_ctc"] = s[13 + k] / s[12 + k]
+            loss += self.d.w_ctc * m["val_loss_ctc"]
         m["val_loss"] = loss
         return m
 
