@@ -155,12 +155,58 @@ def test_history_turns_are_the_chat_template_of_the_whole_conversation():
     pairs = [("what is six times seven", "42"), ("turn off the kitchen fan", "ok, the kitchen fan is off"),
              ("capital of france", "paris")]
     examples = [lm.encode_example(tok, q, a) for q, a in pairs]
-    ids, labels = lm.with_history(examples, 2, [0, 1], tok.encode("\n", add_special_tokens=False)[0])
+    ids, labels = lm.with_history(examples, examples[2], [0, 1], tok.encode("\n", add_special_tokens=False)[0])
     messages = [m for q, a in pairs for m in ({"role": "user", "content": q}, {"role": "assistant", "content": a})]
     whole = tok.apply_chat_template(messages, tokenize=True, return_dict=False)
     assert ids == whole[: len(ids)] and tok.decode(whole[len(ids):]).strip() == ""
     assert tok.decode([t for t in labels if t != -100]) == "paris<|im_end|>"  # only the last answer is scored
     assert len(labels) == len(ids)
+
+
+def test_score_history_also_scores_the_earlier_answers():
+    tok = lm.train_domain_tokenizer(lm.domain_texts(), 1024)
+    examples = [lm.encode_example(tok, q, a) for q, a in (("what is six times seven", "42"), ("capital of france", "paris"))]
+    _, labels = lm.with_history(examples, examples[1], [0], tok.encode("\n", add_special_tokens=False)[0],
+                                score_history=True)
+    assert tok.decode([t for t in labels if t != -100]) == "42<|im_end|>paris<|im_end|>"
+
+
+def test_stretched_request_repeats_the_request_tokens_and_keeps_the_answer():
+    tok = lm.train_domain_tokenizer(lm.domain_texts(), 1024)
+    x, y = lm.encode_example(tok, "what is six times seven", "42")
+    bounds = lm.content_bounds(tok)
+    request = tok.encode("what is six times seven", add_special_tokens=False)
+    assert x[bounds[0]: bounds[0] + len(request)] == request and len(x) == len(y)
+    gen = torch.Generator().manual_seed(0)
+    sx, sy = lm.stretch_request((x, y), bounds, tok.pad_token_id, 3, 0.5, gen)
+    assert len(sx) == len(sy) and sx[: bounds[0]] == x[: bounds[0]]
+    assert [t for t in sy if t != -100] == [t for t in y if t != -100]  # the same answer is scored
+    prompt_len = next(i for i, v in enumerate(sy) if v != -100)
+    content = sx[bounds[0]: prompt_len - bounds[1]]
+    collapsed = [t for i, t in enumerate(content) if t != tok.pad_token_id and (i == 0 or t != content[i - 1])]
+    assert collapsed == request and len(content) > len(request)  # CTC-style: collapse repeats, drop blanks
+    assert sx[prompt_len - bounds[1]:] == x[bounds[0] + len(request):]  # the template and answer after it unchanged
+    dropped, _ = lm.stretch_request((x, y), bounds, tok.pad_token_id, 1, 0.0, torch.Generator().manual_seed(0),
+                                    drop_rate=0.99)
+    assert len(dropped) < len(x)
+
+
+@needs_espeak
+def test_phoneme_spellings_are_one_token_per_sound_and_stable():
+    from aura_model.demo import phonemes
+
+    texts = ["turn off the kitchen fan", "what is six times seven"]
+    us = phonemes.spell(texts, "en-us")
+    assert all(s and set(s) <= set(phonemes.all_phoneme_chars()) for s in us)
+    assert phonemes.spell(texts, "en-us") == us and us[0] != us[1]
+    assert len(us[1]) > len(texts[1].split())  # several sounds per word
+    tok = lm.train_domain_tokenizer(lm.domain_texts(), 1024, phonemes=True)
+    ids = tok.encode(us[0], add_special_tokens=False)
+    assert len(ids) == len(us[0]) and tok.decode(ids) == us[0]
+    assert tok.encode("144", add_special_tokens=False) == lm.train_domain_tokenizer(
+        lm.domain_texts(), 1024).encode("144", add_special_tokens=False)  # words and digits unchanged
+    with pytest.raises(phonemes.AuraError, match="no-such-espeak not found"):
+        phonemes.spell(texts, executable="no-such-espeak")
 
 
 def test_domain_tokenizer_keeps_digits_single_and_words_whole():

@@ -67,6 +67,19 @@ class LLMTrainConfig:
     #   LLM is brittle to context (measured: one extra system word drops its accuracy from 98% to 83%, 24 extra
     #   tokens to 25%), which an audio span of ~30 tokens in place of ~8 words then has to fight
     max_history: int = 2  # most earlier turns prepended to one example
+    score_history: bool = False  # also score the answers of the earlier turns (more supervision per step, same compute)
+    stretch_fraction: float = 0.0  # share of examples whose request is "stretched": each token repeated 1..stretch_max
+    #   times, with blank (pad) tokens between some, so the LLM reads a request by content, not by fixed
+    #   offsets -- an audio span holds ~4-5 positions per spoken word where text holds one
+    pack_tokens: int = 0  # > 0: each training row is a conversation of random turns packed up to this many tokens,
+    #   every answer scored (no padding waste, and each turn after the first has context); the history_* fields
+    #   and batch composition by knowledge_fraction then apply per turn instead of per example
+    stretch_max: int = 4  # most copies of one request token in a stretched request
+    blank_rate: float = 0.25  # chance of a blank (pad) token after each token of a stretched request
+    phoneme_fraction: float = 0.0  # share of request examples spelled as phonemes (see .phonemes) instead of words
+    phoneme_accents: tuple[str, ...] = ("en-us", "en", "en-gb-x-rp")  # espeak-ng pronunciations the spellings use
+    phoneme_max_copies: int = 2  # each phoneme of a spelling repeated 1..this many times (sounds last 1-2 audio tokens)
+    phoneme_drop_rate: float = 0.1  # chance of dropping a phoneme from a spelling (short sounds merge in audio)
     family_weights: tuple[tuple[str, float], ...] = (
         ("arithmetic", 0.3), ("calendar", 0.2), ("unit_conversion", 0.15), ("capital", 0.15),
         ("timer", 0.1), ("smart_home", 0.1))  # sampling share of each family among the request examples
@@ -99,6 +112,9 @@ class LLMTrainConfig:
             raise AuraError(f"LLMTrainConfig.history_fraction must be in [0, 1], got {self.history_fraction}")
         if self.max_history < 1:
             raise AuraError(f"LLMTrainConfig.max_history must be >= 1, got {self.max_history}")
+        if not 0 <= self.stretch_fraction <= 1 or self.stretch_max < 1 or not 0 <= self.blank_rate < 1:
+            raise AuraError(f"LLMTrainConfig: stretch_fraction {self.stretch_fraction} and blank_rate {self.blank_rate} "
+                            f"must be fractions, stretch_max {self.stretch_max} >= 1")
         if not 0 <= self.knowledge_fraction < 1:
             raise AuraError(f"LLMTrainConfig.knowledge_fraction must be in [0, 1), got {self.knowledge_fraction}")
         unknown = {f for f, _ in self.family_weights} - set(domain.family_names())
@@ -128,9 +144,13 @@ def domain_texts() -> list[str]:
     return texts + ["system user assistant"] * 100  # so the ChatML role names are single tokens
 
 
-def train_domain_tokenizer(texts: list[str], vocab_size: int = 1024):
-    """The demo LLM's tokenizer: byte-level BPE with one token per digit and the ChatML template."""
-    return train_chat_tokenizer(texts, vocab_size, split_digits=True)
+def train_domain_tokenizer(texts: list[str], vocab_size: int = 1024, phonemes: bool = False):
+    """The demo LLM's tokenizer: byte-level BPE with one token per digit and the ChatML template
+    (and, with ``phonemes``, one token per phoneme character of :mod:`.phonemes`)."""
+    from .phonemes import all_phoneme_chars
+
+    return train_chat_tokenizer(texts, vocab_size, split_digits=True,
+                                extra_tokens=all_phoneme_chars() if phonemes else ())
 
 
 # --------------------------------------------------------------------------- data
@@ -209,18 +229,47 @@ def encode_example(tokenizer, text: str, answer: str) -> tuple[list[int], list[i
     return prompt + target, [-100] * len(prompt) + target
 
 
-def with_history(examples: list[tuple[list[int], list[int]]], index: int, history: list[int],
-                 newline_id: int) -> tuple[list[int], list[int]]:
-    """Example ``index`` preceded by the earlier turns ``history`` (indices into ``examples``), unscored.
+def with_history(examples: list[tuple[list[int], list[int]]], example: tuple[list[int], list[int]], history: list[int],
+                 newline_id: int, score_history: bool = False) -> tuple[list[int], list[int]]:
+    """``example`` (ids, labels) preceded by the earlier turns ``history`` (indices into ``examples``).
 
     A finished turn is its prompt + answer + ``<|im_end|>`` then ``\\n``, exactly what the ChatML
-    template writes, so the concatenation equals tokenizing the whole conversation.
+    template writes, so the concatenation equals tokenizing the whole conversation. The earlier
+    answers are scored too with ``score_history`` (as chat fine-tuning scores every assistant turn).
     """
     ids: list[int] = []
+    labels: list[int] = []
     for h in history:
-        ids += examples[h][0] + [newline_id]
-    x, y = examples[index]
-    return ids + x, [-100] * len(ids) + y
+        hx, hy = examples[h]
+        ids += hx + [newline_id]
+        labels += (hy if score_history else [-100] * len(hx)) + [-100]
+    x, y = example
+    return ids + x, labels + y
+
+
+def content_bounds(tokenizer) -> tuple[int, int]:
+    """(prefix, suffix) token counts of the chat template around a user turn's content."""
+    empty = prompt_ids(tokenizer, "")
+    prefix = empty.index(tokenizer.eos_token_id)  # the user turn's <|im_end|> follows its content
+    return prefix, len(empty) - prefix
+
+
+def stretch_request(example: tuple[list[int], list[int]], bounds: tuple[int, int], blank_id: int, max_copies: int,
+                    blank_rate: float, gen: torch.Generator, drop_rate: float = 0.0) -> tuple[list[int], list[int]]:
+    """The example with its request tokens repeated 1..max_copies times each (dropped with ``drop_rate``)
+    and blanks between some."""
+    x, y = example
+    prompt_len = next((i for i, v in enumerate(y) if v != -100), len(y))
+    start, end = bounds[0], prompt_len - bounds[1]
+    content: list[int] = []
+    for tok in x[start:end]:
+        if drop_rate and float(torch.rand((), generator=gen)) < drop_rate:
+            continue
+        content += [tok] * int(torch.randint(1, max_copies + 1, (), generator=gen))
+        if float(torch.rand((), generator=gen)) < blank_rate:
+            content.append(blank_id)
+    new_x = x[:start] + content + x[end:]
+    return new_x, [-100] * (len(new_x) - (len(x) - prompt_len)) + y[prompt_len:]
 
 
 def _batches(examples: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -326,7 +375,7 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
 
-    tokenizer = train_domain_tokenizer(domain_texts(), cfg.vocab_size)
+    tokenizer = train_domain_tokenizer(domain_texts(), cfg.vocab_size, phonemes=cfg.phoneme_fraction > 0)
     train_rows = train_requests(cfg.request_pool)
     examples = [encode_example(tokenizer, r["text"], r["answer"]) for r in train_rows]
     share = dict(cfg.family_weights)
@@ -336,6 +385,15 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
     statements = knowledge_corpus() if cfg.knowledge else []
     examples += [encode_example(tokenizer, q, a) for q, a in statements]
     newline_id = tokenizer.encode("\n", add_special_tokens=False)[0]
+    bounds = content_bounds(tokenizer)
+    spelled: list[list[tuple[list[int], list[int]]]] = []  # per accent, the spelled twin of each request example
+    if cfg.phoneme_fraction > 0:
+        from .phonemes import spell
+
+        texts = [r["text"] for r in train_rows]
+        for accent in cfg.phoneme_accents:
+            spelled.append([encode_example(tokenizer, t, r["answer"])
+                            for t, r in zip(spell(texts, accent), train_rows)])
     n_knowledge = round(cfg.batch_size * cfg.knowledge_fraction) if statements else 0
     model = build_llm(cfg, tokenizer, seed)
     n_params = sum(p.numel() for p in model.parameters())
@@ -345,20 +403,48 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
     evals: list[dict] = []
     model.train()
     pretrain_steps = int(cfg.steps * cfg.pretrain_fraction) if statements else 0
+    def stretched(example, index: int):
+        if spelled and float(torch.rand((), generator=gen)) < cfg.phoneme_fraction:
+            twin = spelled[int(torch.randint(0, len(spelled), (), generator=gen))][index]
+            return stretch_request(twin, bounds, tokenizer.pad_token_id, cfg.phoneme_max_copies, cfg.blank_rate, gen,
+                                   cfg.phoneme_drop_rate)
+        if cfg.stretch_fraction and float(torch.rand((), generator=gen)) < cfg.stretch_fraction:
+            return stretch_request(example, bounds, tokenizer.pad_token_id, cfg.stretch_max, cfg.blank_rate, gen)
+        return example
+
+    def packed_row(knowledge_only: bool) -> tuple[list[int], list[int]]:
+        ids: list[int] = []
+        labels: list[int] = []
+        while True:
+            if knowledge_only or (statements and float(torch.rand((), generator=gen)) < cfg.knowledge_fraction):
+                x, y = examples[len(train_rows) + int(torch.randint(0, len(statements), (), generator=gen))]
+            else:
+                j = int(torch.multinomial(request_weights, 1, generator=gen))
+                x, y = stretched(examples[j], j)
+            if ids and len(ids) + 1 + len(x) > cfg.pack_tokens:
+                return ids, labels
+            if ids:
+                ids, labels = ids + [newline_id], labels + [-100]
+            ids, labels = ids + x, labels + y
+
     for step in range(cfg.steps):
         k = cfg.batch_size if step < pretrain_steps else n_knowledge
-        b = torch.zeros(0, dtype=torch.long)
-        if k < cfg.batch_size:
-            b = torch.multinomial(request_weights, cfg.batch_size - k, replacement=True, generator=gen)
-        if k:
-            b = torch.cat([b, len(train_rows) + torch.randint(0, len(statements), (k,), generator=gen)])
-        chosen = []
-        for i in b.tolist():
+        if cfg.pack_tokens:
+            chosen = [packed_row(step < pretrain_steps) for _ in range(cfg.batch_size)]
+        else:
+            chosen = []
+            b = torch.zeros(0, dtype=torch.long)
+            if k < cfg.batch_size:
+                b = torch.multinomial(request_weights, cfg.batch_size - k, replacement=True, generator=gen)
+            if k:
+                b = torch.cat([b, len(train_rows) + torch.randint(0, len(statements), (k,), generator=gen)])
+        for i in ([] if cfg.pack_tokens else b.tolist()):
             turns = 0
             if cfg.history_fraction and float(torch.rand((), generator=gen)) < cfg.history_fraction:
                 turns = int(torch.randint(1, cfg.max_history + 1, (), generator=gen))
             history = torch.randint(0, len(examples), (turns,), generator=gen).tolist()
-            chosen.append(with_history(examples, i, history, newline_id))
+            example = stretched(examples[i], i) if i < len(train_rows) else examples[i]
+            chosen.append(with_history(examples, example, history, newline_id, cfg.score_history))
         ids, labels, mask = _batches(chosen, tokenizer.pad_token_id)
         lr = warmup_cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
         for group in opt.param_groups:
@@ -381,6 +467,11 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
 
     model.eval()
     scores = {s: evaluate_text(model, tokenizer, s, cfg.eval_limit) for s in cfg.eval_splits}
+    if spelled:
+        from .phonemes import spell
+
+        rows = domain.sentences("valid")[:cfg.eval_limit] if cfg.eval_limit else domain.sentences("valid")
+        scores["valid_phonemes"] = score(rows, answer_texts(model, tokenizer, spell([r["text"] for r in rows])))
     summary = save_run(out_dir, model, tokenizer, "llm_report.json", cfg, {
         "seed": seed, "quick": quick, "params": n_params, "train_examples": len(train_rows),
         "knowledge_statements": len(statements),

@@ -18,13 +18,15 @@ CHAT_TEMPLATE = (
 )
 
 
-def train_chat_tokenizer(texts: Iterable[str], vocab_size: int = 512, split_digits: bool = False):
+def train_chat_tokenizer(texts: Iterable[str], vocab_size: int = 512, split_digits: bool = False,
+                         extra_tokens: Iterable[str] = ()):
     """Train a byte-level BPE on ``texts``; returns a PreTrainedTokenizerFast with pad/eos and a chat template.
 
     ``split_digits=True`` pre-splits digits one per token, so "144" is always 1 4 4 (the demo
-    LLM's numeric answers are then a small, regular output alphabet).
+    LLM's numeric answers are then a small, regular output alphabet). ``extra_tokens`` (e.g. the
+    phoneme characters of :mod:`.phonemes`) are added after the BPE vocabulary, one token each.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -39,6 +41,9 @@ def train_chat_tokenizer(texts: Iterable[str], vocab_size: int = 512, split_digi
         show_progress=False,
     )
     tok.train_from_iterator(list(texts), trainer=trainer)
+    extra = list(extra_tokens)
+    if extra:
+        tok.add_tokens([AddedToken(t, normalized=False, single_word=False) for t in extra])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token=PAD, eos_token=IM_END, bos_token=IM_START,
         clean_up_tokenization_spaces=False,
