@@ -81,7 +81,7 @@ class DistillConfig(_Config):
     """Distillation objective: which terms count, how much, and which layers are paired.
 
     Total loss = w_layer * mean_k L_layer(k) + w_kl * KL + w_ce * CE + w_state * mean_l L_state(l)
-    + w_align * mean_l L_align(l);
+    + w_align * mean_l L_align(l) + w_ctc * CTC;
     a weight of 0 switches its term off (it is then not even computed), which is how ablations run.
     """
 
