@@ -85,6 +85,16 @@ def _stage(log: Log, name: str, timings: dict[str, float]):
     return _Timer()
 
 
+def run_dirs(work: Path) -> tuple[Path, dict[str, Path]]:
+    """Output folders of the AuRA run and of each ablation under ``work``."""
+    return work / "bundle", {name: work / ("ablation-" + name.replace(" ", "-")) for name in ABLATIONS}
+
+
+def _finished(output: Path) -> bool:
+    """A distillation run that finished (its bundle and loss trace written) and is reused as it is."""
+    return (output / "aura_config.json").is_file() and (output / "train_trace.json").is_file()
+
+
 def run_trainer(teacher: Path, student: Path, data: Path, output: Path, plan: DistillPlan, extra: list[str],
                 log: Log, cache: Path, carry_models: bool = True, name: str = "AuRA", threads: int = 1,
                 started: threading.Event | None = None) -> dict:
@@ -93,7 +103,7 @@ def run_trainer(teacher: Path, student: Path, data: Path, output: Path, plan: Di
     ``started`` is set once the run's caches are filled and training steps begin (or when it ends).
     """
     try:
-        if (output / "aura_config.json").is_file() and (output / "train_trace.json").is_file():
+        if _finished(output):
             return json.loads((output / "train_trace.json").read_text())
         return _run_trainer(teacher, student, data, output, plan, extra, log, cache, carry_models, name, threads, started)
     finally:
@@ -151,8 +161,7 @@ def distil_all(teacher: Path, llm: Path, data: Path, work: Path, plan: DistillPl
     from concurrent.futures import ThreadPoolExecutor
 
     cache = work / "cache"  # teacher states and base-model answers, shared by the three runs
-    bundle = work / "bundle"
-    ablations = {name: work / ("ablation-" + name.replace(" ", "-")) for name in ABLATIONS}
+    bundle, ablations = run_dirs(work)
     if jobs < 2:
         traces = {"AuRA": run_trainer(teacher, llm, data, bundle, plan, [], log, cache, threads=threads)}
         for name, path in ablations.items():
@@ -412,7 +421,9 @@ def build(work: Path, quick: bool = False, ship_to: Path | None = None, jobs: in
     models_stage = "2-4. tokenizer + LLM, teacher ASR" + ("" if todo else " (reused from an earlier run)")
     with _stage(log, models_stage, timings):
         _train_models(todo, work / "data", quick, jobs, threads)
-    with _stage(log, "5. distil AuRA adapter", timings):
+    bundle, ablations = run_dirs(work)
+    reused = all(_finished(d) for d in (bundle, *ablations.values()))
+    with _stage(log, "5. distil AuRA adapter" + (" (reused from an earlier run)" if reused else ""), timings):
         bundle, ablations, traces = distil_all(teacher, llm, work / "data" / "train", work, plan, jobs, threads, log)
     for folder in (bundle / "base", bundle / "teacher"):
         _fp16_weights(folder)  # what ships is what is evaluated
