@@ -191,6 +191,21 @@ def test_stretched_request_repeats_the_request_tokens_and_keeps_the_answer():
     assert len(dropped) < len(x)
 
 
+@pytest.mark.parametrize("kwargs,match", [
+    ({"stretch_fraction": 1.5}, r"stretch_fraction 1\.5 and blank_rate 0\.25 must be fractions"),
+    ({"stretch_max": 0}, r"stretch_max 0 >= 1"),
+    ({"pack_tokens": -1}, r"pack_tokens must be >= 0 \(0 = no packing\), got -1"),
+    ({"phoneme_fraction": -0.1}, r"phoneme_fraction -0\.1 and phoneme_drop_rate 0\.1 must be fractions"),
+    ({"phoneme_drop_rate": 1.0}, r"phoneme_drop_rate 1\.0 must be fractions"),
+    ({"phoneme_max_copies": 0}, r"phoneme_max_copies 0 >= 1"),
+    ({"phoneme_fraction": 0.5, "phoneme_accents": ()}, r"phoneme_accents must name at least one espeak-ng voice"),
+])
+def test_llm_config_refuses_bad_stretch_packing_and_phoneme_settings(kwargs, match):
+    with pytest.raises(lm.AuraError, match=match):
+        lm.LLMTrainConfig(**kwargs)
+    assert lm.LLMTrainConfig(phoneme_accents=()).phoneme_fraction == 0  # no spellings asked for: no voice needed
+
+
 @needs_espeak
 def test_phoneme_spellings_are_one_token_per_sound_and_stable():
     from aura_model.demo import phonemes

@@ -35,6 +35,7 @@ import torch
 
 from ..errors import AuraError
 from . import domain
+from .phonemes import all_phoneme_chars, spell
 from .tokenizer import train_chat_tokenizer
 from .training import adamw, load_report, loss_summary, save_run, warmup_cosine_lr
 
@@ -115,6 +116,14 @@ class LLMTrainConfig:
         if not 0 <= self.stretch_fraction <= 1 or self.stretch_max < 1 or not 0 <= self.blank_rate < 1:
             raise AuraError(f"LLMTrainConfig: stretch_fraction {self.stretch_fraction} and blank_rate {self.blank_rate} "
                             f"must be fractions, stretch_max {self.stretch_max} >= 1")
+        if self.pack_tokens < 0:
+            raise AuraError(f"LLMTrainConfig.pack_tokens must be >= 0 (0 = no packing), got {self.pack_tokens}")
+        if not 0 <= self.phoneme_fraction <= 1 or not 0 <= self.phoneme_drop_rate < 1 or self.phoneme_max_copies < 1:
+            raise AuraError(f"LLMTrainConfig: phoneme_fraction {self.phoneme_fraction} and phoneme_drop_rate "
+                            f"{self.phoneme_drop_rate} must be fractions, phoneme_max_copies {self.phoneme_max_copies} >= 1")
+        if self.phoneme_fraction > 0 and not self.phoneme_accents:
+            raise AuraError("LLMTrainConfig.phoneme_accents must name at least one espeak-ng voice when "
+                            "phoneme_fraction > 0")
         if not 0 <= self.knowledge_fraction < 1:
             raise AuraError(f"LLMTrainConfig.knowledge_fraction must be in [0, 1), got {self.knowledge_fraction}")
         unknown = {f for f, _ in self.family_weights} - set(domain.family_names())
@@ -147,8 +156,6 @@ def domain_texts() -> list[str]:
 def train_domain_tokenizer(texts: list[str], vocab_size: int = 1024, phonemes: bool = False):
     """The demo LLM's tokenizer: byte-level BPE with one token per digit and the ChatML template
     (and, with ``phonemes``, one token per phoneme character of :mod:`.phonemes`)."""
-    from .phonemes import all_phoneme_chars
-
     return train_chat_tokenizer(texts, vocab_size, split_digits=True,
                                 extra_tokens=all_phoneme_chars() if phonemes else ())
 
@@ -388,8 +395,6 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
     bounds = content_bounds(tokenizer)
     spelled: list[list[tuple[list[int], list[int]]]] = []  # per accent, the spelled twin of each request example
     if cfg.phoneme_fraction > 0:
-        from .phonemes import spell
-
         texts = [r["text"] for r in train_rows]
         for accent in cfg.phoneme_accents:
             spelled.append([encode_example(tokenizer, t, r["answer"])
@@ -403,6 +408,7 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
     evals: list[dict] = []
     model.train()
     pretrain_steps = int(cfg.steps * cfg.pretrain_fraction) if statements else 0
+
     def stretched(example, index: int):
         if spelled and float(torch.rand((), generator=gen)) < cfg.phoneme_fraction:
             twin = spelled[int(torch.randint(0, len(spelled), (), generator=gen))][index]
@@ -427,24 +433,25 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
                 ids, labels = ids + [newline_id], labels + [-100]
             ids, labels = ids + x, labels + y
 
+    def history_row(i: int) -> tuple[list[int], list[int]]:
+        turns = 0
+        if cfg.history_fraction and float(torch.rand((), generator=gen)) < cfg.history_fraction:
+            turns = int(torch.randint(1, cfg.max_history + 1, (), generator=gen))
+        history = torch.randint(0, len(examples), (turns,), generator=gen).tolist()
+        example = stretched(examples[i], i) if i < len(train_rows) else examples[i]
+        return with_history(examples, example, history, newline_id, cfg.score_history)
+
     for step in range(cfg.steps):
         k = cfg.batch_size if step < pretrain_steps else n_knowledge
         if cfg.pack_tokens:
             chosen = [packed_row(step < pretrain_steps) for _ in range(cfg.batch_size)]
         else:
-            chosen = []
             b = torch.zeros(0, dtype=torch.long)
             if k < cfg.batch_size:
                 b = torch.multinomial(request_weights, cfg.batch_size - k, replacement=True, generator=gen)
             if k:
                 b = torch.cat([b, len(train_rows) + torch.randint(0, len(statements), (k,), generator=gen)])
-        for i in ([] if cfg.pack_tokens else b.tolist()):
-            turns = 0
-            if cfg.history_fraction and float(torch.rand((), generator=gen)) < cfg.history_fraction:
-                turns = int(torch.randint(1, cfg.max_history + 1, (), generator=gen))
-            history = torch.randint(0, len(examples), (turns,), generator=gen).tolist()
-            example = stretched(examples[i], i) if i < len(train_rows) else examples[i]
-            chosen.append(with_history(examples, example, history, newline_id, cfg.score_history))
+            chosen = [history_row(i) for i in b.tolist()]
         ids, labels, mask = _batches(chosen, tokenizer.pad_token_id)
         lr = warmup_cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
         for group in opt.param_groups:
@@ -468,8 +475,6 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
     model.eval()
     scores = {s: evaluate_text(model, tokenizer, s, cfg.eval_limit) for s in cfg.eval_splits}
     if spelled:
-        from .phonemes import spell
-
         rows = domain.sentences("valid")[:cfg.eval_limit] if cfg.eval_limit else domain.sentences("valid")
         scores["valid_phonemes"] = score(rows, answer_texts(model, tokenizer, spell([r["text"] for r in rows])))
     summary = save_run(out_dir, model, tokenizer, "llm_report.json", cfg, {
