@@ -198,6 +198,16 @@ class DistillConfig(_Config):
         default = range(max(1, n_student_layers // 2), max(2, n_student_layers))
         return _resolve_layers("align_layers", self.align_layers, default, n_student_layers)
 
+    def resolve_ctc_layer(self, n_student_layers: int, layer_map: LayerMap) -> int:
+        """The hidden_states index the CTC term spells from: the configured one (checked), else the top
+        student layer of ``layer_map`` (without a map, n // 2, at least 1)."""
+        if self.ctc_layer is None:
+            return max([s for s, _ in layer_map] or [max(1, n_student_layers // 2)])
+        if self.ctc_layer > n_student_layers:
+            raise AuraError(f"ctc_layer {self.ctc_layer}: the student LLM has {n_student_layers} layers "
+                            f"(valid: 0..{n_student_layers})")
+        return self.ctc_layer
+
     def resolve_layer_map(self, n_student_layers: int, n_teacher_layers: int) -> LayerMap:
         """The map training uses: the configured one verbatim (after validation), else the default."""
         if self.layer_map is None:

@@ -83,7 +83,8 @@ class AuraProcessor:
         return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
 
     # ------------------------------------------------------------------ ids
-    def _text_ids(self, text: str) -> list[int]:
+    def text_ids(self, text: str) -> list[int]:
+        """Ids of plain ``text`` in the student's tokenizer (e.g. a transcript)."""
         # The template already wrote any BOS it wants as text, so add no special tokens here.
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
@@ -98,7 +99,7 @@ class AuraProcessor:
         ids: list[int] = []
         spans: list[tuple[int, int]] = []
         for i, piece in enumerate(pieces):
-            ids += self._text_ids(piece)
+            ids += self.text_ids(piece)
             if i < len(audio_tokens):
                 n = int(audio_tokens[i])
                 if n < 1:

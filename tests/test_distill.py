@@ -435,3 +435,12 @@ def test_token_ctc_head_rewards_states_that_spell_the_targets_in_order():
     x = torch.randn(2, 8, 16, requires_grad=True)
     head(x, mask, [[3, 5, 7], [4]]).backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0 and head.table.grad is None
+
+
+def test_ctc_layer_defaults_to_the_top_mapped_student_layer():
+    assert DistillConfig(w_ctc=1).resolve_ctc_layer(4, [(1, 2), (3, 4)]) == 3
+    assert DistillConfig(w_ctc=1).resolve_ctc_layer(4, []) == 2  # no layer map: the middle
+    assert DistillConfig(w_ctc=1).resolve_ctc_layer(1, []) == 1
+    assert DistillConfig(w_ctc=1, ctc_layer=0).resolve_ctc_layer(4, [(1, 2)]) == 0  # the audio embedding's output
+    with pytest.raises(AuraError, match=r"ctc_layer 5: the student LLM has 4 layers \(valid: 0\.\.4\)"):
+        DistillConfig(w_ctc=1, ctc_layer=5).resolve_ctc_layer(4, [])

@@ -136,14 +136,20 @@ def test_loss_terms_switch_off(world, tmp_path):
     assert only_ce.losses[-1]["loss"] == pytest.approx(only_ce.losses[-1]["loss_ce"])
 
 
-def test_text_state_loss_pulls_the_student_towards_the_base_reading_the_transcript(world, tmp_path):
-    spec = {"distill.w_layer": 0, "distill.w_kl": 0, "distill.w_state": 1, "train.max_steps": 20,
-            "train.eval_every": 10}
+def train_one_term(world, output, term: str, extra: dict | None = None):
+    """20 steps with only the ``term`` loss on (validated every 10); returns (spec, result, eval events).
+    Asserts that the loss trace holds that term alone."""
+    spec = {"distill.w_layer": 0, "distill.w_kl": 0, f"distill.w_{term}": 1, "train.max_steps": 20,
+            "train.eval_every": 10, **(extra or {})}
     rep = ListReporter()
-    run = train(make_spec(world, tmp_path / "a", spec), rep)
-    assert set(run.losses[-1]) == {"step", "loss", "loss_state"}
+    run = train(make_spec(world, output, spec), rep)
+    assert set(run.losses[-1]) == {"step", "loss", f"loss_{term}"}
+    return spec, run, rep.of("eval")
+
+
+def test_text_state_loss_pulls_the_student_towards_the_base_reading_the_transcript(world, tmp_path):
+    spec, run, evals = train_one_term(world, tmp_path / "a", "state")
     assert run.losses[-1]["loss"] < 0.7 * run.losses[0]["loss"]
-    evals = rep.of("eval")
     assert evals[-1]["val_loss_state"] < evals[0]["val_loss_state"]
     one = train(make_spec(world, tmp_path / "b", dict(spec, **{"distill.state_layers": "[2]", "train.max_steps": 1})),
                 ListReporter())
@@ -153,24 +159,14 @@ def test_text_state_loss_pulls_the_student_towards_the_base_reading_the_transcri
 
 
 def test_text_alignment_loss_trains_and_reports(world, tmp_path):
-    spec = {"distill.w_layer": 0, "distill.w_kl": 0, "distill.w_align": 1, "train.max_steps": 20,
-            "train.eval_every": 10}
-    rep = ListReporter()
-    run = train(make_spec(world, tmp_path / "a", spec), rep)
-    assert set(run.losses[-1]) == {"step", "loss", "loss_align"}
+    _, run, evals = train_one_term(world, tmp_path / "a", "align")
     assert run.losses[-1]["loss"] < 0.8 * run.losses[0]["loss"]
-    evals = rep.of("eval")
     assert [e["step"] for e in evals] == [10, 20] and all(0 <= e["val_loss_align"] < 2 for e in evals)
 
 
 def test_ctc_loss_spells_the_transcript_and_reports(world, tmp_path):
-    spec = {"distill.w_layer": 0, "distill.w_kl": 0, "distill.w_ctc": 1, "distill.ctc_layer": 0,
-            "train.max_steps": 20, "train.eval_every": 10}
-    rep = ListReporter()
-    run = train(make_spec(world, tmp_path / "a", spec), rep)
-    assert set(run.losses[-1]) == {"step", "loss", "loss_ctc"}
+    spec, run, evals = train_one_term(world, tmp_path / "a", "ctc", {"distill.ctc_layer": 0})
     assert run.losses[-1]["loss"] < 0.8 * run.losses[0]["loss"]
-    evals = rep.of("eval")
     assert evals[-1]["val_loss_ctc"] < evals[0]["val_loss_ctc"]
     top = train(make_spec(world, tmp_path / "b", dict(spec, **{"distill.ctc_layer": None, "train.max_steps": 1})),
                 ListReporter())

@@ -149,8 +149,8 @@ class Collator:
         if self.want_prompt_only:
             batch.prompt_only = self._student_tokens(items, n_tok, with_response=False)
         if self.want_ctc:
-            batch.ctc_targets = [self.processor._text_ids(it.ctc_text if it.ctc_text is not None else
-                                                          it.transcript or "") for it in items]
+            batch.ctc_targets = [self.processor.text_ids(it.ctc_text if it.ctc_text is not None else
+                                                         it.transcript or "") for it in items]
         return batch
 
     def audio_prompt(self, instruction: str = "") -> str:

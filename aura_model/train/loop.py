@@ -401,11 +401,7 @@ class Trainer:
         self.layer_map = (self.d.resolve_layer_map(self.n_student, self.info.num_layers) if self.d.w_layer > 0 else [])
         self.state_layers = self.d.resolve_state_layers(self.n_student) if self.d.w_state > 0 else []
         self.align_layers = self.d.resolve_align_layers(self.n_student) if self.d.w_align > 0 else []
-        self.ctc_layer = self.d.ctc_layer
-        if self.ctc_layer is None:
-            self.ctc_layer = max([sl for sl, _ in self.layer_map] or [max(1, self.n_student // 2)])
-        if self.ctc_layer > self.n_student:
-            raise AuraError(f"ctc_layer {self.ctc_layer}: the student LLM has {self.n_student} layers")
+        self.ctc_layer = self.d.resolve_ctc_layer(self.n_student, self.layer_map) if self.d.w_ctc > 0 else None
         self.teacher_layers = sorted({tl for _, tl in self.layer_map})
         for flag, ref, what in ((t.bundle_base, spec.student, "train.bundle_base"),
                                 (t.bundle_teacher, spec.teacher, "train.bundle_teacher")):
