@@ -1,0 +1,97 @@
+"""Does the answer position know the operands? A linear probe on the demo's arithmetic requests.
+
+For spoken arithmetic requests of the demo's train split, takes the hidden states at the last prompt
+position (where the first answer token is predicted) of every layer, twice in one run: AuRA hearing
+the clip (adapter on) and the base LLM reading the true transcript (adapter off). A ridge classifier
+per layer then predicts the first and the second spoken operand (0-50). It is fitted on the clips of
+4 sentences in 5 and scored on the clips of the others (no sentence on both sides).
+
+If text states carry an operand and audio states do not, the adapter loses it before the LLM can
+compute with it. Needs the demo build's spoken train split (``aura demo build`` writes it).
+
+    python benchmarks/probe_operands.py [--bundle assets/default_bundle] \
+        [--data .cache/demo-build/data/train] [--limit 2400]
+
+Measured on the shipped bundle (2400 clips, 484 held out; best layer): text a 0.54 / b 0.50,
+audio a 0.37 / b 0.55. The second operand reaches the answer position as well as from text; the
+first does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aura_model.assistant import Assistant
+from aura_model.demo import domain
+
+_UNITS = {domain.number_to_words(n): n for n in range(20)}
+_TENS = {domain.number_to_words(10 * k): 10 * k for k in range(2, 10)}
+
+
+def spoken_numbers(text: str) -> list[int]:
+    """The numbers spoken in ``text``, in order ("forty eight plus three" -> [48, 3])."""
+    words, out, i = text.split(), [], 0
+    while i < len(words):
+        if words[i] in _TENS:
+            v = _TENS[words[i]]
+            if i + 1 < len(words) and 0 < _UNITS.get(words[i + 1], 0) < 10:
+                v, i = v + _UNITS[words[i + 1]], i + 1
+            out.append(v)
+        elif words[i] in _UNITS:
+            out.append(_UNITS[words[i]])
+        i += 1
+    return out
+
+
+def last_states(assistant: Assistant, audio: str | None, text: str | None) -> np.ndarray:
+    """(layers + 1, d) hidden states at the last prompt position; audio with the adapter, text without."""
+    p = assistant.prepare([audio], None if audio else [text])
+    e = p.encoded
+    with torch.no_grad(), (assistant.model.adapter_disabled() if audio is None else contextlib.nullcontext()):
+        out = assistant.model(e.input_ids, e.attention_mask, audio_spans=e.audio_spans, features=p.features,
+                              frame_lengths=p.frame_lengths, output_hidden_states=True)
+    return torch.stack([h[0, -1] for h in out.hidden_states]).float().numpy()
+
+
+def probe_accuracy(x: np.ndarray, y: np.ndarray, held_out: np.ndarray, classes: int = 51, ridge: float = 10.0) -> float:
+    """Ridge one-vs-rest classifier fitted on ~held_out rows, accuracy on held_out rows."""
+    mu, sd = x[~held_out].mean(0), x[~held_out].std(0) + 1e-6
+    x = np.hstack([(x - mu) / sd, np.ones((len(x), 1))])
+    a = x[~held_out]
+    w = np.linalg.solve(a.T @ a + ridge * np.eye(a.shape[1]), a.T @ np.eye(classes)[y[~held_out]])
+    return float(((x[held_out] @ w).argmax(1) == y[held_out]).mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bundle", default="assets/default_bundle")
+    ap.add_argument("--data", default=".cache/demo-build/data/train")
+    ap.add_argument("--limit", type=int, default=2400)
+    args = ap.parse_args()
+    data = Path(args.data)
+    rows = [json.loads(line) for line in (data / "manifest.jsonl").open()]
+    rows = [r for r in rows if r["family"] == "arithmetic" and len(spoken_numbers(r["text"])) == 2][:args.limit]
+    if not rows:
+        raise SystemExit(f"no arithmetic clips in {data / 'manifest.jsonl'}; run `aura demo build` first")
+    torch.set_num_threads(1)
+    assistant = Assistant.open(args.bundle)
+    states = {"text": np.stack([last_states(assistant, None, r["text"]) for r in rows]),
+              "audio": np.stack([last_states(assistant, str(data / r["audio"]), None) for r in rows])}
+    y = np.array([spoken_numbers(r["text"]) for r in rows])
+    held_out = np.array([r["index"] % 5 == 0 for r in rows])
+    print(f"{len(rows)} clips, {int(held_out.sum())} of held-out sentences; probe accuracy per hidden_states index")
+    print("| input | " + " | ".join(f"layer {i}: a / b" for i in range(states['text'].shape[1])) + " |")
+    for mode, x in states.items():
+        cells = [f"{probe_accuracy(x[:, i], y[:, 0], held_out):.2f} / {probe_accuracy(x[:, i], y[:, 1], held_out):.2f}"
+                 for i in range(x.shape[1])]
+        print(f"| {mode} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
