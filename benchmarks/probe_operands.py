@@ -3,7 +3,7 @@
 For spoken arithmetic requests of the demo's train split, takes the hidden states at the last prompt
 position (where the first answer token is predicted) of every layer, twice in one run: AuRA hearing
 the clip (adapter on) and the base LLM reading the true transcript (adapter off). A ridge classifier
-per layer then predicts the first and the second spoken operand (0-50). It is fitted on the clips of
+per layer then predicts the first and the second spoken operand (0-ARITH_MAX). It is fitted on the clips of
 4 sentences in 5 and scored on the clips of the others (no sentence on both sides).
 
 If text states carry an operand and audio states do not, the adapter loses it before the LLM can
@@ -59,7 +59,8 @@ def last_states(assistant: Assistant, audio: str | None, text: str | None) -> np
     return torch.stack([h[0, -1] for h in out.hidden_states]).float().numpy()
 
 
-def probe_accuracy(x: np.ndarray, y: np.ndarray, held_out: np.ndarray, classes: int = 51, ridge: float = 10.0) -> float:
+def probe_accuracy(x: np.ndarray, y: np.ndarray, held_out: np.ndarray, classes: int = domain.ARITH_MAX + 1,
+                   ridge: float = 10.0) -> float:
     """Ridge one-vs-rest classifier fitted on ~held_out rows, accuracy on held_out rows."""
     mu, sd = x[~held_out].mean(0), x[~held_out].std(0) + 1e-6
     x = np.hstack([(x - mu) / sd, np.ones((len(x), 1))])
@@ -76,14 +77,16 @@ def main() -> None:
     args = ap.parse_args()
     data = Path(args.data)
     rows = [json.loads(line) for line in (data / "manifest.jsonl").open()]
-    rows = [r for r in rows if r["family"] == "arithmetic" and len(spoken_numbers(r["text"])) == 2][:args.limit]
+    pairs = [(r, spoken_numbers(r["text"])) for r in rows if r["family"] == "arithmetic"]
+    pairs = [(r, n) for r, n in pairs if len(n) == 2][:args.limit]
+    rows = [r for r, _ in pairs]
     if not rows:
         raise SystemExit(f"no arithmetic clips in {data / 'manifest.jsonl'}; run `aura demo build` first")
     torch.set_num_threads(1)
     assistant = Assistant.open(args.bundle)
     states = {"text": np.stack([last_states(assistant, None, r["text"]) for r in rows]),
               "audio": np.stack([last_states(assistant, str(data / r["audio"]), None) for r in rows])}
-    y = np.array([spoken_numbers(r["text"]) for r in rows])
+    y = np.array([n for _, n in pairs])
     held_out = np.array([r["index"] % 5 == 0 for r in rows])
     print(f"{len(rows)} clips, {int(held_out.sum())} of held-out sentences; probe accuracy per hidden_states index")
     print("| input | " + " | ".join(f"layer {i}: a / b" for i in range(states['text'].shape[1])) + " |")
