@@ -138,7 +138,8 @@ class Assistant:
         enc = prepared.encoded
         with self._llm_for(any(has_audio)):
             out = self.model.generate_ids(enc.input_ids, enc.attention_mask, enc.audio_spans, prepared.features,
-                                          prepared.frame_lengths, gen, self.eos_ids, self.processor.pad_id)
+                                          prepared.frame_lengths, gen, self.eos_ids, self.processor.pad_id,
+                                          enc.position_ids)
         return [self.processor.decode(self._strip_eos(row.tolist())) for row in out]
 
     def _llm_for(self, spoken: bool):

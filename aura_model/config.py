@@ -146,9 +146,17 @@ class PromptConfig(_Config):
     placeholder: str = "<|audio|>"  # plain text in the user turn, expanded to T placeholder ids; never a new vocab entry
     system_prompt: str = ""  # system turn; empty = none
     audio_instruction: str = ""  # text put before the placeholder in the user turn, e.g. "Answer the request:"
+    # RoPE position advance per audio token (text tokens always advance by 1). A clip holds ~4-5 audio tokens per
+    # word its transcript would take, so at 1 the words the LLM must relate sit 4-5x farther apart than in any text
+    # it was trained on; about 1 / (audio tokens per transcript token) packs a clip into the positions its
+    # transcript would fill. Fractional positions are fine for RoPE; 1 = one position per audio token.
+    audio_position_step: float = 1.0
 
     def __post_init__(self) -> None:
         _check(bool(self.placeholder.strip()), "placeholder must be non-empty text")
+        step = self.audio_position_step
+        _check(isinstance(step, (int, float)) and not isinstance(step, bool) and 0 < step <= 1,
+               f"audio_position_step must be in (0, 1], got {step!r}")
 
 
 @dataclass

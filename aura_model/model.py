@@ -121,18 +121,42 @@ class AuraModel(nn.Module):
     # ------------------------------------------------------------------ decoding
     @torch.no_grad()
     def generate_ids(self, input_ids, attention_mask, audio_spans=None, features=None, frame_lengths=None,
-                     gen: GenerationSettings | None = None, eos_ids: Sequence[int] = (), pad_id: int = 0) -> torch.Tensor:
-        """Batched, non-streaming decoding with transformers' generate(). Returns (B, new_len) ids."""
+                     gen: GenerationSettings | None = None, eos_ids: Sequence[int] = (), pad_id: int = 0,
+                     position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Batched, non-streaming decoding with a KV cache. Returns (B, new_len) ids.
+
+        A row that has produced an eos id keeps it and is padded with ``pad_id`` from then on; decoding ends when
+        every row has, or after ``gen.max_new_tokens``. Positions continue by 1 from each row's last prompt position
+        (``position_ids``, default: counting the real tokens), so fractional audio positions carry through.
+        """
         gen = gen or GenerationSettings()
-        audio_embeds = self.embed_audio(features, frame_lengths)[0] if features is not None else None
-        embeds = self.input_embeddings(input_ids, audio_spans, audio_embeds)
+        generator = None
         if gen.seed is not None:
-            torch.manual_seed(gen.seed)
-        kwargs = dict(do_sample=False) if gen.temperature == 0 else dict(do_sample=True, temperature=gen.temperature, top_p=gen.top_p)
-        return self.llm.generate(
-            inputs_embeds=embeds, attention_mask=attention_mask.to(embeds.device), max_new_tokens=gen.max_new_tokens,
-            eos_token_id=list(eos_ids) or None, pad_token_id=pad_id, **kwargs,
-        )
+            generator = torch.Generator(device=self.device).manual_seed(gen.seed)
+        dev = self.device
+        attention_mask = attention_mask.to(dev)
+        if position_ids is None:
+            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        position_ids = position_ids.to(dev)
+        out = self.forward(input_ids, attention_mask, position_ids, audio_spans, features, frame_lengths, use_cache=True)
+        eos = torch.tensor(sorted(set(int(e) for e in eos_ids)), dtype=torch.long, device=dev)
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=dev)
+        new: list[torch.Tensor] = []
+        position = position_ids[:, -1:]
+        for _ in range(gen.max_new_tokens):
+            next_id = sample_next(out.logits[:, -1, :], gen, generator)
+            next_id = torch.where(done, torch.full_like(next_id, pad_id), next_id)
+            new.append(next_id)
+            done = done | torch.isin(next_id, eos)
+            if bool(done.all()):
+                break
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], dim=1)
+            position = position + 1
+            out = self.llm(input_ids=next_id[:, None], attention_mask=attention_mask, position_ids=position,
+                           past_key_values=out.past_key_values, use_cache=True)
+        if not new:
+            return input_ids.new_zeros((input_ids.shape[0], 0))
+        return torch.stack(new, dim=1)
 
     @torch.no_grad()
     def stream_ids(self, input_ids, attention_mask, position_ids=None, audio_spans=None, features=None,

@@ -8,7 +8,8 @@ that span with the AudioEmbedding output. The vocabulary is never resized.
 
 Batches are LEFT-padded (decoder-only generation continues at the right edge);
 ``position_ids`` count only real tokens so a padded clip sees the same positions as
-when it is alone.
+when it is alone; inside an audio span they advance by ``PromptConfig.audio_position_step``
+(:func:`position_row`), so they are float when that step is fractional.
 """
 
 from __future__ import annotations
@@ -24,13 +25,27 @@ from .errors import AuraError
 Message = dict[str, Any]  # {"role": "system"|"user"|"assistant", "content": str}
 
 
+def position_row(length: int, spans: Sequence[tuple[int, int]], step: float = 1.0) -> torch.Tensor:
+    """RoPE positions of one unpadded row of ``length`` ids whose audio spans are ``spans`` [(start, n)].
+
+    Each text token advances the position by 1 and each audio token by ``step``: (length,) long 0..length-1
+    when step is 1 (or there is no audio), else float32.
+    """
+    if step == 1 or not spans:
+        return torch.arange(length)
+    advance = torch.ones(length, dtype=torch.float32)
+    for start, n in spans:
+        advance[start:start + n] = step
+    return torch.cat([advance.new_zeros(1), advance[:-1].cumsum(0)]) if length else advance
+
+
 @dataclass
 class Encoded:
     """A tokenized batch ready for AuraModel."""
 
     input_ids: torch.Tensor  # (B, L) long, left-padded with pad_id
     attention_mask: torch.Tensor  # (B, L) long, 1 on real tokens (audio span included)
-    position_ids: torch.Tensor  # (B, L) long, 0.. over real tokens, 0 on padding
+    position_ids: torch.Tensor  # (B, L), 0.. over real tokens, 0 on padding (float if audio_position_step < 1)
     audio_spans: list[list[tuple[int, int]]] = field(default_factory=list)  # per row: (start, length) of each clip, in clip order
 
     def to(self, device: torch.device | str) -> "Encoded":
@@ -115,13 +130,14 @@ class AuraProcessor:
         width = max(len(ids) for ids, _ in rows)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)
-        positions = torch.zeros((len(rows), width), dtype=torch.long)
+        row_positions = [position_row(len(ids), row_spans, self.prompt.audio_position_step) for ids, row_spans in rows]
+        positions = torch.zeros((len(rows), width), dtype=row_positions[0].dtype)
         spans: list[list[tuple[int, int]]] = []
         for b, (ids, row_spans) in enumerate(rows):
             offset = width - len(ids)  # left padding
             input_ids[b, offset:] = torch.tensor(ids, dtype=torch.long)
             attention[b, offset:] = 1
-            positions[b, offset:] = torch.arange(len(ids))
+            positions[b, offset:] = row_positions[b]
             spans.append([(start + offset, n) for start, n in row_spans])
         return Encoded(input_ids, attention, positions, spans)
 

@@ -10,11 +10,11 @@ import torch
 
 from aura_model.assistant import Assistant
 from aura_model.bundle import load_bundle, read_bundle_config, save_bundle
-from aura_model.config import GenerationSettings, ModelConfig, RuntimeConfig
+from aura_model.config import GenerationSettings, ModelConfig, PromptConfig, RuntimeConfig
 from aura_model.embedding import AudioEmbedding, num_audio_tokens
 from aura_model.errors import AuraError
 from aura_model.model import sample_next
-from aura_model.processor import AuraProcessor
+from aura_model.processor import AuraProcessor, position_row
 from aura_model.tiny import save_tiny_base, tiny_llm, tiny_tokenizer
 
 from helpers import assert_close, build_model, clip, make_bundle
@@ -111,6 +111,48 @@ def test_batch_is_left_padded_with_shifted_spans():
         (start, n), = enc.audio_spans[b]
         assert start >= width - real
         assert (enc.input_ids[b, start:start + n] == proc.placeholder_id).all()
+
+
+def test_audio_tokens_advance_the_position_by_the_step():
+    # 2 text tokens, 4 audio tokens, 2 text tokens: text advances by 1, audio by 0.25
+    assert position_row(8, [(2, 4)], 0.25).tolist() == [0, 1, 2, 2.25, 2.5, 2.75, 3, 4]
+    assert position_row(7, [(1, 2), (4, 2)], 0.5).tolist() == [0, 1, 1.5, 2, 3, 3.5, 4]
+    one = position_row(5, [(1, 3)], 1.0)
+    assert one.dtype == torch.long and one.tolist() == [0, 1, 2, 3, 4]  # step 1: the integer positions as before
+    assert position_row(4, [], 0.25).tolist() == [0, 1, 2, 3]  # a typed row has no audio to pack
+
+
+def test_fractional_positions_are_the_same_alone_and_left_padded():
+    proc = AuraProcessor(tiny_tokenizer(), PromptConfig(audio_position_step=0.25))
+    rendered = [proc.render(proc.messages(None, 1)), proc.render(proc.messages("a longer typed request", 1))]
+    enc = proc.encode(rendered, [[8], [5]])
+    assert enc.position_ids.is_floating_point()
+    width = enc.input_ids.shape[1]
+    for b, (r, n) in enumerate(zip(rendered, (8, 5))):
+        alone = proc.encode([r], [[n]])
+        real = int(enc.attention_mask[b].sum())
+        assert enc.position_ids[b, width - real:].tolist() == alone.position_ids[0].tolist()
+        (start, length), = alone.audio_spans[0]
+        last = alone.position_ids[0]
+        assert last[-1].item() == pytest.approx(real - 1 - length * 0.75)  # the span fills length / 4 positions
+
+
+def test_packed_audio_positions_change_the_answer_and_decode_alike(bundle):
+    """With audio_position_step < 1 the LLM sees other positions (the setting matters), a batch answers each clip as
+    it would alone, and batched decoding equals streaming (positions continue by 1 after the prompt in both)."""
+    packed = Assistant.open(bundle[0], runtime=RuntimeConfig(device="cpu", quantization="none"))
+    plain = Assistant.open(bundle[0], runtime=RuntimeConfig(device="cpu", quantization="none"))
+    packed.processor.prompt = PromptConfig(audio_position_step=0.25)
+    wave = clip(1.2, seed=11)
+    a, _ = _logits(packed, wave)
+    b, _ = _logits(plain, wave)
+    assert (a - b).abs().max() > 1e-3
+    gen = GenerationSettings(max_new_tokens=10)
+    clips = [clip(0.7, seed=1), wave]
+    batch = packed.answer_batch(clips, gen=gen)
+    alone = [packed.answer(audio=c, gen=gen) for c in clips]
+    streamed = ["".join(packed.stream(audio=c, gen=gen)) for c in clips]
+    assert batch == alone == streamed
 
 
 def test_placeholder_count_must_match_clips():
@@ -353,6 +395,10 @@ def test_config_validation_names_the_bad_value():
         RuntimeConfig(quantization="3bit")
     with pytest.raises(AuraError, match="r must be >= 1, got 0"):
         LoraSettings(r=0)
+    for bad in (0, 1.5, -0.25):
+        with pytest.raises(AuraError, match=f"audio_position_step must be in \\(0, 1\\], got {bad}"):
+            PromptConfig(audio_position_step=bad)
+    assert ModelConfig.from_dict({"prompt": {"placeholder": "<|audio|>"}}).prompt.audio_position_step == 1.0
     with pytest.raises(AuraError, match="unknown field"):
         AudioConfig.from_dict({"sample_rat": 1})
     cfg = ModelConfig()

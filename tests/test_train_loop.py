@@ -175,6 +175,34 @@ def test_ctc_loss_spells_the_transcript_and_reports(world, tmp_path):
         train(make_spec(world, tmp_path / "c", dict(spec, **{"distill.ctc_layer": 9})), ListReporter())
 
 
+def test_packed_audio_positions_train_and_ship(world, tmp_path):
+    """--prompt.audio_position_step reaches the student's positions (not the base LLM's: it reads text) and the
+    bundle, so inference sees the positions training saw."""
+    one_step = {"train.max_steps": 1, "train.eval_every": 0}
+    plain = train(make_spec(world, tmp_path / "plain", one_step), ListReporter())
+    packed = train(make_spec(world, tmp_path / "packed", dict(one_step, **{"prompt.audio_position_step": 0.25})),
+                   ListReporter())
+    assert packed.losses[0]["loss_kl"] != pytest.approx(plain.losses[0]["loss_kl"])
+    assert packed.losses[0]["loss_layer"] != pytest.approx(plain.losses[0]["loss_layer"])
+    assert read_bundle_config(packed.output)["model"]["prompt"]["audio_position_step"] == 0.25
+    from aura_model.assistant import Assistant
+
+    asst = Assistant.open(packed.output, runtime=RuntimeConfig(device="cpu", quantization="none"))
+    enc = asst.prepare([speech_like(0.8, seed=2)], [None]).encoded
+    (start, n), = enc.audio_spans[0]
+    steps = enc.position_ids[0, start:start + n + 1].diff()
+    assert torch.allclose(steps, torch.full_like(steps, 0.25))
+
+
+def test_pad_left_packs_only_the_audio_spans():
+    from aura_model.train.batching import pad_left
+
+    rows = pad_left([[1, 9, 9, 9, 9, 5], [1, 2, 9, 9, 5]], [[(1, 4)], [(2, 2)]], 0, audio_position_step=0.5)
+    assert rows.position_ids.tolist() == [[0, 1, 1.5, 2, 2.5, 3], [0, 0, 1, 2, 2.5, 3]]
+    text = pad_left([[1, 2, 3], [4, 5]], [[], []], 0, audio_position_step=0.5)  # transcript rows: whole steps
+    assert text.position_ids.dtype == torch.long and text.position_ids.tolist() == [[0, 1, 2], [0, 0, 1]]
+
+
 def test_transcript_spans_stand_where_the_audio_stands():
     from aura_model.train.batching import pad_left, transcript_spans
 

@@ -26,7 +26,7 @@ from .. import audio as audio_io
 from ..config import ModelConfig
 from ..embedding import num_audio_tokens
 from ..errors import AuraError
-from ..processor import AuraProcessor
+from ..processor import AuraProcessor, position_row
 from .cache import Cache
 from .data import Item, Source
 
@@ -37,7 +37,7 @@ class Tokens:
 
     input_ids: torch.Tensor  # (B, L) long
     attention_mask: torch.Tensor  # (B, L) long
-    position_ids: torch.Tensor  # (B, L) long, counting real tokens only
+    position_ids: torch.Tensor  # (B, L), counting real tokens only (audio tokens by the prompt's audio_position_step)
     audio_spans: list[list[tuple[int, int]]]  # per row, [(start, length)] of its clip (empty for text rows)
 
     def to(self, device) -> "Tokens":
@@ -81,18 +81,20 @@ class Batch:
                      mv(self.response_mask), self.response_lists, self.ctc_targets, mv(self.shared_suffix))
 
 
-def pad_left(rows: Sequence[Sequence[int]], spans: Sequence[Sequence[tuple[int, int]]], pad_id: int) -> Tokens:
+def pad_left(rows: Sequence[Sequence[int]], spans: Sequence[Sequence[tuple[int, int]]], pad_id: int,
+             audio_position_step: float = 1.0) -> Tokens:
     width = max(len(r) for r in rows)
     b = len(rows)
     ids = torch.full((b, width), pad_id, dtype=torch.long)
     att = torch.zeros((b, width), dtype=torch.long)
-    pos = torch.zeros((b, width), dtype=torch.long)
+    row_positions = [position_row(len(row), row_spans, audio_position_step) for row, row_spans in zip(rows, spans)]
+    pos = torch.zeros((b, width), dtype=row_positions[0].dtype)
     shifted = []
     for i, (row, row_spans) in enumerate(zip(rows, spans)):
         off = width - len(row)
         ids[i, off:] = torch.tensor(list(row), dtype=torch.long)
         att[i, off:] = 1
-        pos[i, off:] = torch.arange(len(row))
+        pos[i, off:] = row_positions[i]
         shifted.append([(s + off, n) for s, n in row_spans])
     return Tokens(ids, att, pos, shifted)
 
@@ -167,7 +169,7 @@ class Collator:
                 ids = ids + list(it.response or [])
             rows.append(ids)
             spans.append(row_spans)
-        return pad_left(rows, spans, self.processor.pad_id)
+        return pad_left(rows, spans, self.processor.pad_id, self.processor.prompt.audio_position_step)
 
     def _teacher(self, batch: Batch, items: list[Item], n_tok: list[int]) -> None:
         t_max = max(n_tok)

@@ -821,7 +821,8 @@ class Trainer:
         p = batch.prompt_only
         with self.acc.autocast():
             out = aura.generate_ids(p.input_ids, p.attention_mask, p.audio_spans, batch.features, batch.frame_lengths,
-                                    gen=gen, eos_ids=self.eos_ids, pad_id=self.processor.pad_id)
+                                    gen=gen, eos_ids=self.eos_ids, pad_id=self.processor.pad_id,
+                                    position_ids=p.position_ids)
         agree = 0
         for row, ref in zip(out.tolist(), batch.response_lists):
             agree += int(cut_at_eos(row, self.eos_ids) == cut_at_eos(ref, self.eos_ids))
