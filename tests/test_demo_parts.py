@@ -11,6 +11,7 @@ import soundfile as sf
 import torch
 
 from aura_model.demo import asr, domain, lm, synth
+from aura_model.errors import AuraError
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
@@ -284,6 +285,22 @@ def test_llm_quick_training_learns_and_reloads(tmp_path):
     rows = domain.sentences("valid")[:8]
     assert lm.score(rows, lm.answer_texts(model, tok, [r["text"] for r in rows]))["accuracy"] == \
         report["scores"]["valid"]["accuracy"]
+
+
+def test_llm_training_can_continue_from_a_saved_llm(tmp_path):
+    cfg = lm.LLMTrainConfig.quick(steps=100, eval_splits=("valid",), eval_limit=8)
+    first = lm.train_llm(tmp_path / "first", seed=0, cfg=cfg)
+    more = lm.LLMTrainConfig.quick(steps=20, eval_splits=("valid",), eval_limit=8, init_from=str(first),
+                                   stretch_fraction=0.5)
+    again = lm.load_llm_report(lm.train_llm(tmp_path / "again", seed=0, cfg=more))
+    fresh = lm.load_llm_report(lm.train_llm(tmp_path / "fresh", seed=0, cfg=lm.LLMTrainConfig.quick(
+        steps=20, eval_splits=("valid",), eval_limit=8, stretch_fraction=0.5)))
+    # the continued run starts where the first one ended, not at a random model's loss
+    assert again["loss_first"] < fresh["loss_first"] / 2, (again["loss_first"], fresh["loss_first"])
+    with pytest.raises(AuraError, match="tokenizer of .* differs"):
+        lm.train_llm(tmp_path / "other", cfg=lm.LLMTrainConfig.quick(steps=1, vocab_size=700, init_from=str(first)))
+    with pytest.raises(AuraError, match="holds no model"):
+        lm.train_llm(tmp_path / "none", cfg=lm.LLMTrainConfig.quick(steps=1, init_from=str(tmp_path / "missing")))
 
 
 # ----------------------------------------------------------------------- tiny Whisper

@@ -84,6 +84,10 @@ class LLMTrainConfig:
     family_weights: tuple[tuple[str, float], ...] = (
         ("arithmetic", 0.3), ("calendar", 0.2), ("unit_conversion", 0.15), ("capital", 0.15),
         ("timer", 0.1), ("smart_home", 0.1))  # sampling share of each family among the request examples
+    init_from: str | None = None  # a demo LLM folder to continue from (its weights, stored fp16 or fp32) instead of
+    #   a fresh model; its tokenizer must be the one this config trains (same texts and vocab_size). E.g. a short
+    #   stretched-request phase on the shipped LLM (stretch_fraction 0.5, stretch_max 8, 2000 steps, lr 5e-4):
+    #   it then reads requests with every token written 4x at 94.7 % instead of 23.3 % (typed: 97.2 % vs 97.4 %)
     steps: int = 15000  # optimizer steps (~17 min on 2 free cores); test accuracy grows with steps: 6k 84%, 9k 92%, 12k 97%
     batch_size: int = 32  # examples per step
     lr: float = 2e-3  # peak AdamW learning rate
@@ -316,6 +320,20 @@ def build_llm(cfg: LLMTrainConfig, tokenizer, seed: int = 0):
     return model
 
 
+def continued_llm(folder: str | os.PathLike, tokenizer):
+    """The demo LLM saved in ``folder``, in float32 and ready to train on, after checking that ``tokenizer`` (the one
+    this run trained) is the one it was trained with: a model reads only the ids it learned."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise AuraError(f"LLMTrainConfig.init_from: {folder} holds no model (no config.json)")
+    if AutoTokenizer.from_pretrained(str(folder)).get_vocab() != tokenizer.get_vocab():
+        raise AuraError(f"LLMTrainConfig.init_from: the tokenizer of {folder} differs from the one this run trains "
+                        "(other texts or vocab_size); the model cannot continue on other token ids")
+    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -400,7 +418,7 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
             spelled.append([encode_example(tokenizer, t, r["answer"])
                             for t, r in zip(spell(texts, accent), train_rows)])
     n_knowledge = round(cfg.batch_size * cfg.knowledge_fraction) if statements else 0
-    model = build_llm(cfg, tokenizer, seed)
+    model = continued_llm(cfg.init_from, tokenizer) if cfg.init_from else build_llm(cfg, tokenizer, seed)
     n_params = sum(p.numel() for p in model.parameters())
     opt = adamw(model.parameters(), cfg.lr, cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)
