@@ -8,8 +8,9 @@ tokens ``spread`` positions apart (the chat template around it keeps whole steps
 prints exact-match accuracy per family. A clip's audio span holds about 4-5 audio tokens
 per transcript token, so at one position per audio token the LLM meets the words of a
 request about 4-5x farther apart than in any text it was trained on; the demo LLM then
-answers 9.5 % of test requests instead of 97.4 % (measured on the shipped base). This is
-why the demo recipe packs audio tokens with ``--prompt.audio_position_step``.
+answers 9.5 % of test requests instead of 97.4 % (measured on the shipped base).
+The README measures two remedies: packed audio positions (``--prompt.audio_position_step``)
+and an LLM trained on stretched requests (``LLMTrainConfig.stretch_fraction``).
 
 ``--repeat r`` instead writes each request token r times in a row (one position each): the
 shape of an audio span, where one word lasts several tokens.
