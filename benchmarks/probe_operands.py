@@ -10,11 +10,16 @@ If text states carry an operand and audio states do not, the adapter loses it be
 compute with it. Needs the demo build's spoken train split (``aura demo build`` writes it).
 
     python benchmarks/probe_operands.py [--bundle assets/default_bundle] \
-        [--data .cache/demo-build/data/train] [--limit 2400]
+        [--data .cache/demo-build/data/train] [--limit 2400] [--where answer|request]
+
+``--where request`` probes the request's own states instead (the audio span, or the transcript's
+tokens: the mean of its first and of its second half, side by side): whether an operand is heard at
+all, as opposed to reaching the answer position.
 
 Measured on the shipped bundle (2400 clips, 484 held out; best layer): text a 0.54 / b 0.50,
 audio a 0.37 / b 0.55. The second operand reaches the answer position as well as from text; the
-first does not.
+first does not. ``--where request`` on the same bundle: text a 0.74 / b 0.56, audio a 0.62 / b 0.64,
+so the first operand is mostly heard in the span and lost on its way to the answer position.
 """
 
 from __future__ import annotations
@@ -49,14 +54,31 @@ def spoken_numbers(text: str) -> list[int]:
     return out
 
 
-def last_states(assistant: Assistant, audio: str | None, text: str | None) -> np.ndarray:
-    """(layers + 1, d) hidden states at the last prompt position; audio with the adapter, text without."""
+def request_span(assistant: Assistant, e, audio: str | None) -> tuple[int, int]:
+    """(start, end) of the request inside the prompt: the audio span, or the transcript's tokens."""
+    if audio is not None:
+        (start, n), = e.audio_spans[0]
+        return start, start + n
+    proc = assistant.processor
+    before, after = proc.render(proc.messages(user_text=proc.prompt.placeholder)).split(proc.prompt.placeholder)
+    return len(proc.text_ids(before)), e.input_ids.shape[1] - len(proc.text_ids(after))
+
+
+def last_states(assistant: Assistant, audio: str | None, text: str | None, where: str = "answer") -> np.ndarray:
+    """(layers + 1, d) hidden states at the last prompt position (``where="answer"``), or (layers + 1, 2d) the mean
+    states of the first and of the second half of the request (``"request"``); audio with the adapter, text without.
+    """
     p = assistant.prepare([audio], None if audio else [text])
     e = p.encoded
     with torch.no_grad(), (assistant.model.adapter_disabled() if audio is None else contextlib.nullcontext()):
-        out = assistant.model(e.input_ids, e.attention_mask, audio_spans=e.audio_spans, features=p.features,
-                              frame_lengths=p.frame_lengths, output_hidden_states=True)
-    return torch.stack([h[0, -1] for h in out.hidden_states]).float().numpy()
+        out = assistant.model(e.input_ids, e.attention_mask, e.position_ids, e.audio_spans, p.features,
+                              p.frame_lengths, output_hidden_states=True)
+    if where == "answer":
+        return torch.stack([h[0, -1] for h in out.hidden_states]).float().numpy()
+    start, end = request_span(assistant, e, audio)
+    mid = (start + end + 1) // 2
+    return torch.stack([torch.cat([h[0, start:mid].mean(0), h[0, mid:end].mean(0)])
+                        for h in out.hidden_states]).float().numpy()
 
 
 def probe_accuracy(x: np.ndarray, y: np.ndarray, held_out: np.ndarray, classes: int = domain.ARITH_MAX + 1,
@@ -74,6 +96,8 @@ def main() -> None:
     ap.add_argument("--bundle", default="assets/default_bundle")
     ap.add_argument("--data", default=".cache/demo-build/data/train")
     ap.add_argument("--limit", type=int, default=2400)
+    ap.add_argument("--where", choices=("answer", "request"), default="answer",
+                    help="answer: the last prompt position; request: the request's own states (mean of each half)")
     args = ap.parse_args()
     data = Path(args.data)
     rows = [json.loads(line) for line in (data / "manifest.jsonl").open()]
@@ -84,8 +108,8 @@ def main() -> None:
         raise SystemExit(f"no arithmetic clips in {data / 'manifest.jsonl'}; run `aura demo build` first")
     torch.set_num_threads(1)
     assistant = Assistant.open(args.bundle)
-    states = {"text": np.stack([last_states(assistant, None, r["text"]) for r in rows]),
-              "audio": np.stack([last_states(assistant, str(data / r["audio"]), None) for r in rows])}
+    states = {"text": np.stack([last_states(assistant, None, r["text"], args.where) for r in rows]),
+              "audio": np.stack([last_states(assistant, str(data / r["audio"]), None, args.where) for r in rows])}
     y = np.array([n for _, n in pairs])
     held_out = np.array([r["index"] % 5 == 0 for r in rows])
     print(f"{len(rows)} clips, {int(held_out.sum())} of held-out sentences; probe accuracy per hidden_states index")
