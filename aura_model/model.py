@@ -119,17 +119,14 @@ class AuraModel(nn.Module):
         )
 
     # ------------------------------------------------------------------ decoding
-    @torch.no_grad()
-    def generate_ids(self, input_ids, attention_mask, audio_spans=None, features=None, frame_lengths=None,
-                     gen: GenerationSettings | None = None, eos_ids: Sequence[int] = (), pad_id: int = 0,
-                     position_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Batched, non-streaming decoding with a KV cache. Returns (B, new_len) ids.
+    def _decode_steps(self, input_ids, attention_mask, position_ids, audio_spans, features, frame_lengths,
+                      gen: GenerationSettings) -> Iterator[torch.Tensor]:
+        """Prefill, then yield the (B,) next ids one step at a time, up to ``gen.max_new_tokens``, with a KV cache.
 
-        A row that has produced an eos id keeps it and is padded with ``pad_id`` from then on; decoding ends when
-        every row has, or after ``gen.max_new_tokens``. Positions continue by 1 from each row's last prompt position
-        (``position_ids``, default: counting the real tokens), so fractional audio positions carry through.
+        Each step is computed only when the consumer asks for it, so a consumer that stops pulling costs nothing
+        more. Positions continue by 1 from each row's last prompt position (``position_ids``, default: counting the
+        real tokens), so fractional audio positions carry through.
         """
-        gen = gen or GenerationSettings()
         generator = None
         if gen.seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(gen.seed)
@@ -137,23 +134,38 @@ class AuraModel(nn.Module):
         attention_mask = attention_mask.to(dev)
         if position_ids is None:
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        position_ids = position_ids.to(dev)
+        position = position_ids.to(dev)[:, -1:]
         out = self.forward(input_ids, attention_mask, position_ids, audio_spans, features, frame_lengths, use_cache=True)
-        eos = torch.tensor(sorted(set(int(e) for e in eos_ids)), dtype=torch.long, device=dev)
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=dev)
+        for step in range(gen.max_new_tokens):
+            next_id = sample_next(out.logits[:, -1, :], gen, generator)  # (B,)
+            yield next_id
+            if step + 1 == gen.max_new_tokens:
+                return
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], dim=1)
+            position = position + 1
+            out = self.llm(input_ids=next_id[:, None].to(dev), attention_mask=attention_mask, position_ids=position,
+                           past_key_values=out.past_key_values, use_cache=True)
+
+    @torch.no_grad()
+    def generate_ids(self, input_ids, attention_mask, audio_spans=None, features=None, frame_lengths=None,
+                     gen: GenerationSettings | None = None, eos_ids: Sequence[int] = (), pad_id: int = 0,
+                     position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Batched, non-streaming decoding with a KV cache. Returns (B, new_len) ids.
+
+        A row that has produced an eos id keeps it and is padded with ``pad_id`` from then on; decoding ends when
+        every row has, or after ``gen.max_new_tokens``.
+        """
+        gen = gen or GenerationSettings()
+        eos = torch.tensor(sorted(set(int(e) for e in eos_ids)), dtype=torch.long, device=self.device)
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=self.device)
         new: list[torch.Tensor] = []
-        position = position_ids[:, -1:]
-        for _ in range(gen.max_new_tokens):
-            next_id = sample_next(out.logits[:, -1, :], gen, generator)
+        for next_id in self._decode_steps(input_ids, attention_mask, position_ids, audio_spans, features,
+                                          frame_lengths, gen):
             next_id = torch.where(done, torch.full_like(next_id, pad_id), next_id)
             new.append(next_id)
             done = done | torch.isin(next_id, eos)
             if bool(done.all()):
                 break
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], dim=1)
-            position = position + 1
-            out = self.llm(input_ids=next_id[:, None], attention_mask=attention_mask, position_ids=position,
-                           past_key_values=out.past_key_values, use_cache=True)
         if not new:
             return input_ids.new_zeros((input_ids.shape[0], 0))
         return torch.stack(new, dim=1)
@@ -169,28 +181,17 @@ class AuraModel(nn.Module):
         gen = gen or GenerationSettings()
         if input_ids.shape[0] != 1:
             raise ValueError("stream_ids decodes one request at a time")
-        generator = None
-        if gen.seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(gen.seed)
-        if position_ids is None:
-            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        dev = self.device
-        attention_mask = attention_mask.to(dev)
-        position_ids = position_ids.to(dev)
-        out = self.forward(input_ids, attention_mask, position_ids, audio_spans, features, frame_lengths, use_cache=True)
+        if _is_stopped(stop):
+            return
         eos = set(int(e) for e in eos_ids)
-        for _ in range(gen.max_new_tokens):
-            if _is_stopped(stop):
-                return
-            next_id = sample_next(out.logits[:, -1, :], gen, generator)  # (1,)
+        for next_id in self._decode_steps(input_ids, attention_mask, position_ids, audio_spans, features,
+                                          frame_lengths, gen):
             token = int(next_id.item())
             if token in eos:
                 return
             yield token
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((1, 1))], dim=1)
-            position_ids = position_ids[:, -1:] + 1
-            out = self.llm(input_ids=next_id[:, None].to(dev), attention_mask=attention_mask, position_ids=position_ids,
-                           past_key_values=out.past_key_values, use_cache=True)
+            if _is_stopped(stop):
+                return
 
 
 class TextStreamDecoder:
