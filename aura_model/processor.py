@@ -52,6 +52,25 @@ class Encoded:
         return Encoded(self.input_ids.to(device), self.attention_mask.to(device), self.position_ids.to(device), self.audio_spans)
 
 
+def left_pad(rows: Sequence[Sequence[int]], spans: Sequence[Sequence[tuple[int, int]]], pad_id: int,
+             audio_position_step: float = 1.0) -> Encoded:
+    """Unpadded id rows (with their audio spans) -> one left-padded batch; spans shifted by the padding, positions
+    by :func:`position_row` over the real tokens only."""
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    row_positions = [position_row(len(r), row_spans, audio_position_step) for r, row_spans in zip(rows, spans)]
+    positions = torch.zeros((len(rows), width), dtype=row_positions[0].dtype)
+    shifted: list[list[tuple[int, int]]] = []
+    for b, (row, row_spans) in enumerate(zip(rows, spans)):
+        offset = width - len(row)
+        input_ids[b, offset:] = torch.tensor(list(row), dtype=torch.long)
+        attention[b, offset:] = 1
+        positions[b, offset:] = row_positions[b]
+        shifted.append([(start + offset, n) for start, n in row_spans])
+    return Encoded(input_ids, attention, positions, shifted)
+
+
 class AuraProcessor:
     """Builds prompts for a tokenizer with a chat template."""
 
@@ -127,19 +146,8 @@ class AuraProcessor:
         """Tokenize a batch of rendered prompts; ``audio_tokens[b]`` lists the token count of each clip of row b."""
         audio_tokens = audio_tokens or [[] for _ in rendered]
         rows = [self.encode_one(r, a) for r, a in zip(rendered, audio_tokens, strict=True)]
-        width = max(len(ids) for ids, _ in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        row_positions = [position_row(len(ids), row_spans, self.prompt.audio_position_step) for ids, row_spans in rows]
-        positions = torch.zeros((len(rows), width), dtype=row_positions[0].dtype)
-        spans: list[list[tuple[int, int]]] = []
-        for b, (ids, row_spans) in enumerate(rows):
-            offset = width - len(ids)  # left padding
-            input_ids[b, offset:] = torch.tensor(ids, dtype=torch.long)
-            attention[b, offset:] = 1
-            positions[b, offset:] = row_positions[b]
-            spans.append([(start + offset, n) for start, n in row_spans])
-        return Encoded(input_ids, attention, positions, spans)
+        return left_pad([ids for ids, _ in rows], [spans for _, spans in rows], self.pad_id,
+                        self.prompt.audio_position_step)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)

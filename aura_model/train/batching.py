@@ -26,7 +26,7 @@ from .. import audio as audio_io
 from ..config import ModelConfig
 from ..embedding import num_audio_tokens
 from ..errors import AuraError
-from ..processor import AuraProcessor, position_row
+from ..processor import AuraProcessor, left_pad
 from .cache import Cache
 from .data import Item, Source
 
@@ -83,20 +83,8 @@ class Batch:
 
 def pad_left(rows: Sequence[Sequence[int]], spans: Sequence[Sequence[tuple[int, int]]], pad_id: int,
              audio_position_step: float = 1.0) -> Tokens:
-    width = max(len(r) for r in rows)
-    b = len(rows)
-    ids = torch.full((b, width), pad_id, dtype=torch.long)
-    att = torch.zeros((b, width), dtype=torch.long)
-    row_positions = [position_row(len(row), row_spans, audio_position_step) for row, row_spans in zip(rows, spans)]
-    pos = torch.zeros((b, width), dtype=row_positions[0].dtype)
-    shifted = []
-    for i, (row, row_spans) in enumerate(zip(rows, spans)):
-        off = width - len(row)
-        ids[i, off:] = torch.tensor(list(row), dtype=torch.long)
-        att[i, off:] = 1
-        pos[i, off:] = row_positions[i]
-        shifted.append([(s + off, n) for s, n in row_spans])
-    return Tokens(ids, att, pos, shifted)
+    e = left_pad(rows, spans, pad_id, audio_position_step)
+    return Tokens(e.input_ids, e.attention_mask, e.position_ids, e.audio_spans)
 
 
 def text_messages(processor: AuraProcessor, transcript: str, instruction: str = ""):
