@@ -60,7 +60,8 @@ def left_pad(rows: Sequence[Sequence[int]], spans: Sequence[Sequence[tuple[int, 
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
     row_positions = [position_row(len(r), row_spans, audio_position_step) for r, row_spans in zip(rows, spans)]
-    positions = torch.zeros((len(rows), width), dtype=row_positions[0].dtype)
+    fractional = any(p.is_floating_point() for p in row_positions)  # a typed row among spoken ones stays whole
+    positions = torch.zeros((len(rows), width), dtype=torch.float32 if fractional else torch.long)
     shifted: list[list[tuple[int, int]]] = []
     for b, (row, row_spans) in enumerate(zip(rows, spans)):
         offset = width - len(row)

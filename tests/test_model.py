@@ -127,6 +127,10 @@ def test_fractional_positions_are_the_same_alone_and_left_padded():
     rendered = [proc.render(proc.messages(None, 1)), proc.render(proc.messages("a longer typed request", 1))]
     enc = proc.encode(rendered, [[8], [5]])
     assert enc.position_ids.is_floating_point()
+    typed = proc.render(proc.messages("a typed turn"))  # a row without audio first: its whole positions set no dtype
+    mixed = proc.encode([typed, rendered[0]], [[], [8]])
+    assert mixed.position_ids[1, -proc.encode([rendered[0]], [[8]]).input_ids.shape[1]:].tolist() == \
+        proc.encode([rendered[0]], [[8]]).position_ids[0].tolist()
     width = enc.input_ids.shape[1]
     for b, (r, n) in enumerate(zip(rendered, (8, 5))):
         alone = proc.encode([r], [[n]])
