@@ -34,6 +34,7 @@ import torch
 
 from aura_model.assistant import Assistant
 from aura_model.demo import domain
+from aura_model.demo.lm import content_bounds
 
 _UNITS = {domain.number_to_words(n): n for n in range(20)}
 _TENS = {domain.number_to_words(10 * k): 10 * k for k in range(2, 10)}
@@ -59,9 +60,8 @@ def request_span(assistant: Assistant, e, audio: str | None) -> tuple[int, int]:
     if audio is not None:
         (start, n), = e.audio_spans[0]
         return start, start + n
-    proc = assistant.processor
-    before, after = proc.render(proc.messages(user_text=proc.prompt.placeholder)).split(proc.prompt.placeholder)
-    return len(proc.text_ids(before)), e.input_ids.shape[1] - len(proc.text_ids(after))
+    prefix, suffix = content_bounds(assistant.loaded.tokenizer)
+    return prefix, e.input_ids.shape[1] - suffix
 
 
 def last_states(assistant: Assistant, audio: str | None, text: str | None, where: str = "answer") -> np.ndarray:
