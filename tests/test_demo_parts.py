@@ -242,7 +242,7 @@ def test_knowledge_corpus_is_facts_not_requests():
     facts = dict(pairs)
     assert facts["six times seven"] == "42" and facts["twelve times twelve"] == "144"
     assert facts["three days after friday"] == "monday" and facts["twenty days in hours"] == "480"
-    assert facts["country with capital moscow"] == "russia"
+    assert facts["country with capital moscow"] == "russia" and facts["moscow, capital of"] == "russia"
 
 
 def test_train_requests_hold_no_valid_or_test_composition():

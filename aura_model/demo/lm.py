@@ -183,6 +183,7 @@ def knowledge_corpus() -> list[tuple[str, str]]:
     valid/test *requests* stay unseen; what they test is answering a new request about a
     known fact. Without it the train requests cannot determine held-out facts: no train
     request implies 6 x 7 = 42, and the reverse of a capital is asked once per country.
+    Each capital has two reverse keys, one naming the city last and one naming it first.
     """
     w = domain.number_to_words
     out = [(w(n), str(n)) for n in range(0, 101)]
@@ -207,6 +208,9 @@ def knowledge_corpus() -> list[tuple[str, str]]:
     for country, capital in domain.CAPITALS.items():
         out.append((f"capital of {country}", capital))
         out.append((f"country with capital {capital}", country))
+        # City-first too: "{city} is the capital of which country" reads the city before the
+        # question; with only the city-last key the LLM guessed a frequent country for it.
+        out.append((f"{capital}, capital of", country))
     return out
 
 
