@@ -36,23 +36,13 @@ from aura_model.assistant import Assistant
 from aura_model.demo import domain
 from aura_model.demo.lm import content_bounds
 
-_UNITS = {domain.number_to_words(n): n for n in range(20)}
-_TENS = {domain.number_to_words(10 * k): 10 * k for k in range(2, 10)}
-
-
-def spoken_numbers(text: str) -> list[int]:
-    """The numbers spoken in ``text``, in order ("forty eight plus three" -> [48, 3])."""
-    words, out, i = text.split(), [], 0
-    while i < len(words):
-        if words[i] in _TENS:
-            v = _TENS[words[i]]
-            if i + 1 < len(words) and 0 < _UNITS.get(words[i + 1], 0) < 10:
-                v, i = v + _UNITS[words[i + 1]], i + 1
-            out.append(v)
-        elif words[i] in _UNITS:
-            out.append(_UNITS[words[i]])
-        i += 1
-    return out
+def spoken_operands(text: str) -> list[int]:
+    """The two operands of an arithmetic request in the order spoken ("subtract three from nine" -> [3, 9])."""
+    parsed = domain.parse_arithmetic(text)
+    if parsed is None:
+        return []
+    _, a, b, a_first = parsed
+    return [a, b] if a_first else [b, a]
 
 
 def request_span(assistant: Assistant, e, audio: str | None) -> tuple[int, int]:
@@ -101,7 +91,7 @@ def main() -> None:
     args = ap.parse_args()
     data = Path(args.data)
     rows = [json.loads(line) for line in (data / "manifest.jsonl").open()]
-    pairs = [(r, spoken_numbers(r["text"])) for r in rows if r["family"] == "arithmetic"]
+    pairs = [(r, spoken_operands(r["text"])) for r in rows if r["family"] == "arithmetic"]
     pairs = [(r, n) for r, n in pairs if len(n) == 2][:args.limit]
     rows = [r for r, _ in pairs]
     if not rows:

@@ -234,6 +234,31 @@ def test_listed_answers_match_their_compositions():
                 assert r["answer"] == names[(names.index(start) + step) % len(names)]
 
 
+@pytest.mark.parametrize("text, parsed", [
+    ("what is forty one plus sixteen", ("plus", 41, 16, True)),
+    ("subtract five from twelve", ("minus", 12, 5, False)),
+    ("take zero away from fifty", ("minus", 50, 0, False)),
+    ("  Multiply  seven by eight ", ("times", 7, 8, True)),
+    ("what is forty plus", None),
+    ("what is sixty one plus two", None),  # 61 is beyond the demo's operands
+    ("turn off the kitchen fan", None),
+])
+def test_parse_arithmetic_examples(text, parsed):
+    assert domain.parse_arithmetic(text) == parsed
+
+
+def test_parse_arithmetic_inverts_every_listed_request():
+    for split in SPLITS:
+        for r in items(split):
+            parsed = domain.parse_arithmetic(r["text"])
+            if r["family"] != "arithmetic":
+                assert parsed is None, r["text"]
+                continue
+            op, a, b, _ = parsed
+            assert str(domain.arithmetic_answer(op, a, b)) == r["answer"]
+            assert r["key"] == ((op, a, b) if op == "minus" else (op, min(a, b), max(a, b)))
+
+
 # ----------------------------------------------------------------------- scoring
 
 

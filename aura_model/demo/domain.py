@@ -172,9 +172,40 @@ _ARITH_TEMPLATES = {
     "times": ("what is {a} times {b}", "multiply {a} by {b}", "how much is {a} times {b}",
               "what is {a} multiplied by {b}", "calculate {a} times {b}"),
 }
+_SPOKEN = {number_to_words(n): n for n in range(ARITH_MAX + 1)}
 _ARITH_OPS: dict[str, Callable[[int, int], int]] = {
     "plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b,
 }
+
+
+def _arith_pattern(template: str) -> re.Pattern:
+    """``"subtract {b} from {a}"`` -> a regex with named groups a and b over spoken numbers 0..ARITH_MAX."""
+    number = "|".join(sorted((number_to_words(n) for n in range(ARITH_MAX + 1)), key=len, reverse=True))
+    body = re.escape(template).replace(r"\{a\}", "{a}").replace(r"\{b\}", "{b}")
+    return re.compile("^" + body.format(a=f"(?P<a>{number})", b=f"(?P<b>{number})") + "$")
+
+
+_ARITH_PATTERNS = tuple((op, t.index("{a}") < t.index("{b}"), _arith_pattern(t))
+                        for op, templates in _ARITH_TEMPLATES.items() for t in templates)
+
+
+def parse_arithmetic(text: str) -> tuple[str, int, int, bool] | None:
+    """``(op, a, b, a_first)`` of a demo arithmetic request, or None when ``text`` is not one.
+
+    The answer is ``arithmetic_answer(op, a, b)``; ``a_first`` says whether ``a`` is spoken before
+    ``b`` ("subtract {b} from {a}" speaks b first): "subtract five from twelve" -> ("minus", 12, 5, False).
+    """
+    words = " ".join(text.lower().split())
+    for op, a_first, pattern in _ARITH_PATTERNS:
+        m = pattern.match(words)
+        if m:
+            return op, _SPOKEN[m["a"]], _SPOKEN[m["b"]], a_first
+    return None
+
+
+def arithmetic_answer(op: str, a: int, b: int) -> int:
+    """``op`` ("plus", "minus", "times") applied to ``a`` and ``b``."""
+    return _ARITH_OPS[op](a, b)
 
 
 def _arithmetic() -> Iterator[_Cand]:
