@@ -460,7 +460,10 @@ def monotonic_match_loss(student: Tensor, text: Tensor, student_mask: Tensor, te
     t_1 < t_2 < ... (monotonic, one position per token); the other audio positions are free (they do the
     hearing). Cost of a match: 1 - cosine of the layer-normalised states. The hard minimum over
     alignments is smoothed with temperature ``gamma`` (soft-min), so every plausible alignment gets
-    gradient. A row with no text token or fewer audio positions than tokens counts 0.
+    gradient. The soft-min counts every alignment, so the value lies below the best alignment's cost,
+    by up to ``gamma * log(number of alignments) / tokens``, and can be negative (the demo logs about
+    -0.05 at 2000 steps); compare runs by its trend, not by its sign. A row with no text token or
+    fewer audio positions than tokens counts 0.
 
     student: (B, T, D), text: (B, N, D), student_mask: (B, T) bool, text_mask: (B, N) bool (real positions
     first, as the caller gathers them)  ->  scalar

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -382,6 +383,23 @@ def test_text_state_loss_is_zero_for_equal_states_and_ignores_padding():
     assert float(text_state_loss(a, b, mask, 1.0)) == pytest.approx(expected, rel=1e-5) and expected > 0
     with pytest.raises(ValueError, match="2 student layers but 3 base layers"):
         text_state_loss(a[:2], a, mask, 1.0)
+
+
+def test_monotonic_match_soft_min_lies_below_the_best_alignment_by_at_most_its_entropy():
+    # The documented bound: hard - gamma * log(alignments) / tokens <= soft <= hard; with many
+    # free positions the soft value of unrelated states can go below 0.
+    torch.manual_seed(1)
+    t_len, n, gamma = 12, 3, 0.1
+    student, text = torch.randn(1, t_len, 16), torch.randn(1, n, 16)
+    s_mask, t_mask = torch.ones(1, t_len, dtype=torch.bool), torch.ones(1, n, dtype=torch.bool)
+    s = F.normalize(F.layer_norm(student, (16,)), dim=-1)
+    x = F.normalize(F.layer_norm(text, (16,)), dim=-1)
+    cost = 1 - (s @ x.transpose(1, 2))[0]
+    hard = min(float(cost[i, 0] + cost[j, 1] + cost[k, 2]) for i, j, k in itertools.combinations(range(t_len), 3)) / n
+    soft = float(monotonic_match_loss(student, text, s_mask, t_mask, gamma=gamma))
+    slack = gamma * math.log(math.comb(t_len, n)) / n
+    assert hard - slack - 1e-5 <= soft <= hard + 1e-5
+    assert soft < hard - 0.01  # the soft-min is strictly below: every alignment counts
 
 
 def test_monotonic_match_finds_the_tokens_in_order_among_free_positions():
