@@ -46,11 +46,10 @@ def misheard_fits(op: str, a: int, b: int, a_first: bool, value: int) -> Counter
     (spoken position of the misheard operand, kind of word off)."""
     fits: Counter = Counter()
     for x in range(domain.ARITH_MAX + 1):
-        for which, pair in (("a", (x, b)), ("b", (a, x))):
-            kind = one_word_off(x, a if which == "a" else b)
+        for is_a, heard, pair in ((True, a, (x, b)), (False, b, (a, x))):
+            kind = one_word_off(x, heard)
             if kind and domain.arithmetic_answer(op, *pair) == value:
-                spoken = "first" if (which == "a") == a_first else "second"
-                fits[(spoken, kind)] += 1
+                fits[("first" if is_a == a_first else "second", kind)] += 1
     return fits
 
 

@@ -180,7 +180,7 @@ _ARITH_OPS: dict[str, Callable[[int, int], int]] = {
 
 def _arith_pattern(template: str) -> re.Pattern:
     """``"subtract {b} from {a}"`` -> a regex with named groups a and b over spoken numbers 0..ARITH_MAX."""
-    number = "|".join(sorted((number_to_words(n) for n in range(ARITH_MAX + 1)), key=len, reverse=True))
+    number = "|".join(sorted(_SPOKEN, key=len, reverse=True))  # longest first: "fourteen" before "four"
     body = re.escape(template).replace(r"\{a\}", "{a}").replace(r"\{b\}", "{b}")
     return re.compile("^" + body.format(a=f"(?P<a>{number})", b=f"(?P<b>{number})") + "$")
 
