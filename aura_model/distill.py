@@ -31,6 +31,7 @@ Conventions used throughout:
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from .errors import AuraError
 LayerMap = list[tuple[int, int]]
 
 # Names of the terms total_loss() combines, and the config weight of each.
-LOSS_TERMS = ("layer", "kl", "ce", "state", "align", "ctc")
+LOSS_TERMS = ("layer", "kl", "ce", "state", "align", "ctc", "decode")
 
 
 # --------------------------------------------------------------------------- config
@@ -81,7 +82,7 @@ class DistillConfig(_Config):
     """Distillation objective: which terms count, how much, and which layers are paired.
 
     Total loss = w_layer * mean_k L_layer(k) + w_kl * KL + w_ce * CE + w_state * mean_l L_state(l)
-    + w_align * mean_l L_align(l) + w_ctc * CTC;
+    + w_align * mean_l L_align(l) + w_ctc * CTC + w_decode * CE_decoder;
     a weight of 0 switches its term off (it is then not even computed), which is how ablations run.
     """
 
@@ -104,6 +105,12 @@ class DistillConfig(_Config):
     # the placeholder/pad token as CTC blank: the heard words become text-like directions, in order
     w_ctc: float = 0.0
     ctc_layer: int | None = None  # hidden_states index of the CTC loss; None = the top student layer of the layer map
+    # weight of the teacher-decoder term: the layer map's pair that ends at the teacher's top (output) layer has a
+    # projection head; its output on the audio span is read by the Whisper teacher's own frozen decoder, which
+    # must write the transcript (teacher-forced cross-entropy). The layer loss matches the teacher's states
+    # direction by direction; this one weights what the teacher's decoder reads in them (the words). Needs
+    # w_layer > 0 and a Whisper teacher with its decoder and tokenizer.
+    w_decode: float = 0.0
     beta: float = 1.0  # weight of the MSE inside each layer loss, next to (1 - cosine)
     kl_temperature: float = 2.0  # softens both distributions in the KL; ~2 passes on the teacher's "dark knowledge"
     # (student_layer, teacher_layer) pairs, 1-based hidden_states indices; None = default_layer_map()
@@ -125,12 +132,14 @@ class DistillConfig(_Config):
     student_time_width: float = 0.05  # longest time mask, as a fraction of the clip's frames (at most 0.5)
 
     def __post_init__(self) -> None:
-        for name in ("w_layer", "w_kl", "w_ce", "w_state", "w_align", "w_ctc"):
+        for name in ("w_layer", "w_kl", "w_ce", "w_state", "w_align", "w_ctc", "w_decode"):
             w = getattr(self, name)
             _check(isinstance(w, (int, float)) and math.isfinite(w) and w >= 0,
                    f"{name} must be a finite number >= 0, got {w!r}")
         _check(any(getattr(self, f"w_{t}") > 0 for t in LOSS_TERMS),
-               "at least one of w_layer, w_kl, w_ce, w_state, w_align, w_ctc must be > 0, got all zero")
+               "at least one of w_layer, w_kl, w_ce, w_state, w_align, w_ctc, w_decode must be > 0, got all zero")
+        _check(self.w_decode == 0 or self.w_layer > 0,
+               "w_decode reads the layer-wise term's projection head: it needs w_layer > 0")
         _check(self.ctc_layer is None or (isinstance(self.ctc_layer, int) and self.ctc_layer >= 0),
                f"ctc_layer must be a hidden_states index >= 0 (or null), got {self.ctc_layer!r}")
         for name in ("state_layers", "align_layers"):
@@ -197,6 +206,21 @@ class DistillConfig(_Config):
         of the upper half's layers, n // 2 .. n - 1 (at least layer 1)."""
         default = range(max(1, n_student_layers // 2), max(2, n_student_layers))
         return _resolve_layers("align_layers", self.align_layers, default, n_student_layers)
+
+    @property
+    def needs_transcript(self) -> bool:
+        """Whether a term reads each clip's transcript (the response terms, and the teacher-decoder term)."""
+        return self.needs_response or self.w_decode > 0
+
+    def resolve_decode_pair(self, layer_map: LayerMap, n_teacher_layers: int) -> int:
+        """Index in ``layer_map`` of the pair the teacher-decoder term reads: the one paired with the teacher's
+        top layer (what its decoder attends to), the highest student layer if several are."""
+        top = [i for i, (_, t) in enumerate(layer_map) if t == n_teacher_layers]
+        if not top:
+            raise AuraError(f"w_decode: the teacher's decoder reads its top layer ({n_teacher_layers}), but no pair of "
+                            f"the layer map {[list(p) for p in layer_map]} ends there; add one, e.g. "
+                            f"[{max(s for s, _ in layer_map)}, {n_teacher_layers}]")
+        return max(top, key=lambda i: layer_map[i][0])
 
     def resolve_ctc_layer(self, n_student_layers: int, layer_map: LayerMap) -> int:
         """The hidden_states index the CTC term spells from: the configured one (checked), else the top
@@ -520,11 +544,95 @@ class TokenCTCHead(nn.Module):
                           zero_infinity=True)
 
 
+class TeacherDecoderLoss(nn.Module):
+    """Training-only: the teacher's frozen (Whisper) decoder and output projection reading student states.
+
+    ``decoder`` is called as a Hugging Face Whisper decoder, ``decoder(input_ids=..., encoder_hidden_states=...)``
+    returning ``last_hidden_state``; ``proj_out`` maps it to the teacher's vocabulary. Neither is trained (their
+    parameters are frozen and they stay in eval mode); the gradient flows into the states they read.
+
+    No clip's padding is ever attended. The stock decoder passes no encoder mask to its layers, so when its
+    layers take one (``encoder_attention_mask``, as Whisper's do) a forward pre-hook hands them the batch's
+    padding mask and the whole batch is read in one call (``batched``); otherwise each group of clips with the
+    same number of positions is read in its own call, on exactly its own positions.
+    """
+
+    def __init__(self, decoder: nn.Module, proj_out: nn.Module, pad_id: int) -> None:
+        super().__init__()
+        self.decoder = decoder
+        self.proj_out = proj_out
+        self.pad_id = int(pad_id)
+        layers = list(getattr(decoder, "layers", []))
+        self.batched = bool(layers) and all(
+            "encoder_attention_mask" in inspect.signature(layer.forward).parameters for layer in layers)
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.train(False)
+
+    def train(self, mode: bool = True) -> "TeacherDecoderLoss":
+        return super().train(False)  # frozen: never dropout, whatever the student does
+
+    def _read(self, states: Tensor, mask: Tensor | None, targets: list[list[int]]) -> tuple[Tensor, int]:
+        """(summed cross-entropy, target tokens) of ``targets`` (each >= 2 ids) read from ``states`` (G, S, D)."""
+        width = max(len(t) for t in targets) - 1
+        inp = torch.full((len(targets), width), self.pad_id, dtype=torch.long, device=states.device)
+        lab = torch.full((len(targets), width), -100, dtype=torch.long, device=states.device)
+        for i, ids in enumerate(targets):
+            row = torch.tensor(ids, dtype=torch.long, device=states.device)
+            inp[i, :len(ids) - 1] = row[:-1]  # right padding: the causal decoder never reads it for real tokens
+            lab[i, :len(ids) - 1] = row[1:]
+        handles = []
+        if mask is not None:  # additive mask on the keys: (G, 1, 1, S), 0 = read, very negative = padding
+            bias = torch.zeros(mask.shape, dtype=states.dtype, device=states.device)
+            bias = bias.masked_fill(~mask, torch.finfo(states.dtype).min)[:, None, None, :]
+
+            def hook(module, args, kwargs):
+                return args, {**kwargs, "encoder_attention_mask": bias}
+
+            handles = [layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in self.decoder.layers]
+        try:
+            hidden = self.decoder(input_ids=inp, encoder_hidden_states=states, use_cache=False).last_hidden_state
+        finally:
+            for h in handles:
+                h.remove()
+        logits = self.proj_out(hidden).float()
+        ce = F.cross_entropy(logits.flatten(0, 1), lab.flatten(), ignore_index=-100, reduction="sum")
+        return ce, int((lab != -100).sum())
+
+    def forward(self, states: Tensor, mask: Tensor, targets: list[list[int]]) -> Tensor:
+        """Mean cross-entropy per target token of the transcript, teacher-forced.
+
+        states: (B, T, D) at the teacher's width; mask: (B, T) bool, real positions first; targets: per row the
+        decoder ids from its start token(s) to its end token (at least 2 ids to count; shorter rows are skipped).
+        """
+        _check_mask(mask, states.shape[:2], "mask")
+        if len(targets) != states.shape[0]:
+            raise ValueError(f"{len(targets)} target rows for {states.shape[0]} state rows")
+        lengths = [int(n) for n in mask.sum(1).tolist()]
+        rows = [b for b, (n, ids) in enumerate(zip(lengths, targets)) if n > 0 and len(ids) >= 2]
+        if not rows:
+            return states.sum() * 0.0
+        x = states.to(next(self.proj_out.parameters()).dtype)
+        if self.batched:
+            n = max(lengths[b] for b in rows)
+            total, count = self._read(x[rows, :n], mask[rows, :n], [targets[b] for b in rows])
+            return total / max(count, 1)
+        groups: dict[int, list[int]] = {}
+        for b in rows:
+            groups.setdefault(lengths[b], []).append(b)
+        total = torch.zeros((), dtype=torch.float32, device=states.device)
+        count = 0
+        for n, group in groups.items():
+            ce, c = self._read(x[group, :n], None, [targets[b] for b in group])
+            total, count = total + ce, count + c
+        return total / max(count, 1)
+
+
 # -------------------------------------------------------------------------- total
 
 
 def total_loss(terms: dict[str, Tensor], cfg: DistillConfig) -> Tensor:
-    """The sum of w_<term> * terms[<term>] over LOSS_TERMS (layer, kl, ce, state, align).
+    """The sum of w_<term> * terms[<term>] over LOSS_TERMS.
 
     Terms whose weight is 0 are skipped, not multiplied by 0, so an uncomputed or NaN
     term cannot poison the sum; a term with a non-zero weight must be present.

@@ -348,7 +348,7 @@ def test_distill_config_json_round_trip_with_layer_map():
         ({"w_layer": -1.0}, r"w_layer must be a finite number >= 0, got -1\.0"),
         ({"w_kl": float("nan")}, r"w_kl must be .* got nan"),
         ({"w_ce": -0.5}, r"w_ce .* got -0\.5"),
-        ({"w_layer": 0.0, "w_kl": 0.0, "w_ce": 0.0}, r"at least one of w_layer, w_kl, w_ce, w_state, w_align, w_ctc must be > 0"),
+        ({"w_layer": 0.0, "w_kl": 0.0, "w_ce": 0.0}, r"at least one of w_layer, w_kl, w_ce, w_state, w_align, w_ctc, w_decode must be > 0"),
         ({"beta": -0.1}, r"beta must be .* got -0\.1"),
         ({"kl_temperature": 0.0}, r"kl_temperature must be > 0, got 0\.0"),
         ({"kl_temperature": -2.0}, r"kl_temperature must be > 0, got -2\.0"),
@@ -363,6 +363,8 @@ def test_distill_config_json_round_trip_with_layer_map():
         ({"state_layers": []}, r"state_layers must be a non-empty list"),
         ({"w_ctc": -1.0}, r"w_ctc must be a finite number >= 0, got -1\.0"),
         ({"ctc_layer": -1}, r"ctc_layer must be a hidden_states index >= 0 \(or null\), got -1"),
+        ({"w_decode": -1.0}, r"w_decode must be a finite number >= 0, got -1\.0"),
+        ({"w_layer": 0.0, "w_decode": 1.0}, r"w_decode reads the layer-wise term's projection head: it needs w_layer > 0"),
     ],
 )
 def test_distill_config_validation_names_the_bad_value(kwargs, match):
@@ -462,3 +464,98 @@ def test_ctc_layer_defaults_to_the_top_mapped_student_layer():
     assert DistillConfig(w_ctc=1, ctc_layer=0).resolve_ctc_layer(4, [(1, 2)]) == 0  # the audio embedding's output
     with pytest.raises(AuraError, match=r"ctc_layer 5: the student LLM has 4 layers \(valid: 0\.\.4\)"):
         DistillConfig(w_ctc=1, ctc_layer=5).resolve_ctc_layer(4, [])
+
+
+# ------------------------------------------------------------------ the teacher-decoder term
+def tiny_whisper(seed: int = 0):
+    from transformers import WhisperForConditionalGeneration
+
+    from aura_model.tiny import tiny_whisper_config
+
+    torch.manual_seed(seed)
+    return WhisperForConditionalGeneration(tiny_whisper_config(d_model=32, layers=1, vocab_size=20)).eval()
+
+
+def reference_decoder_ce(model, states: torch.Tensor, lengths: list[int], targets: list[list[int]]) -> float:
+    """The same cross-entropy, one clip at a time through the stock model with labels (token-weighted mean)."""
+    total, count = 0.0, 0
+    for b, (n, ids) in enumerate(zip(lengths, targets)):
+        if len(ids) < 2:
+            continue
+        out = model(encoder_outputs=(states[b:b + 1, :n],), decoder_input_ids=torch.tensor([ids[:-1]]),
+                    labels=torch.tensor([ids[1:]]))
+        logits = out.logits[0]
+        total += float(F.cross_entropy(logits, torch.tensor(ids[1:]), reduction="sum"))
+        count += len(ids) - 1
+    return total / count
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["one-masked-call", "a-call-per-length"])
+def test_teacher_decoder_loss_is_the_stock_decoders_cross_entropy_on_each_clips_own_positions(batched):
+    from aura_model.distill import TeacherDecoderLoss
+
+    model = tiny_whisper()
+    term = TeacherDecoderLoss(model.model.decoder, model.proj_out, pad_id=0)
+    assert term.batched  # Whisper's decoder layers take an encoder mask
+    term.batched = batched  # the path for a decoder whose layers take none
+    torch.manual_seed(1)
+    states = torch.randn(4, 7, 32)
+    lengths = [7, 4, 4, 6]  # two rows share a length: one call; the rest each alone
+    mask = lengths_mask(lengths, 7)
+    targets = [[1, 5, 6, 2], [1, 7, 2], [1, 8, 9, 10, 11, 2], [1, 3, 2]]
+    got = float(term(states, mask, targets))
+    assert got == pytest.approx(reference_decoder_ce(model, states, lengths, targets), rel=1e-5)
+    # what lies past a clip's own positions is never read: garbage there changes nothing
+    noisy = torch.where(mask.unsqueeze(-1), states, torch.full_like(states, 1e3))
+    assert float(term(noisy, mask, targets)) == pytest.approx(got, rel=1e-5)
+    # other words cost more than a random decoder's average; rows without targets do not count
+    assert float(term(states, mask, [[1, 5, 6, 2], [], [], []])) == pytest.approx(
+        reference_decoder_ce(model, states, lengths, [[1, 5, 6, 2], [], [], []]), rel=1e-5)
+    assert float(term(states, mask, [[], [], [], []])) == 0.0
+
+
+def test_teacher_decoder_loss_trains_the_states_not_the_frozen_decoder():
+    from aura_model.distill import TeacherDecoderLoss
+
+    model = tiny_whisper()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    term = TeacherDecoderLoss(model.model.decoder, model.proj_out, pad_id=0)
+    term.train()  # a student's .train() must not switch the frozen decoder to training (dropout)
+    assert not term.training and not term.decoder.training
+    assert all(not p.requires_grad for p in term.parameters())
+    torch.manual_seed(2)
+    states = torch.randn(2, 5, 32, requires_grad=True)
+    mask = lengths_mask([5, 3], 5)
+    targets = [[1, 4, 4, 2], [1, 9, 2]]
+    opt = torch.optim.Adam([states], lr=0.1)
+    first = float(term(states, mask, targets).detach())
+    for _ in range(30):
+        opt.zero_grad()
+        term(states, mask, targets).backward()
+        opt.step()
+    # the states learn to be read as the transcript (slowly: a random decoder's cross-attention is weak)
+    assert float(term(states, mask, targets).detach()) < first - 0.1
+    assert all(p.grad is None for p in term.parameters())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_decode_pair_is_the_pair_ending_at_the_teachers_top_layer():
+    cfg = DistillConfig(w_decode=1.0)
+    assert cfg.resolve_decode_pair([(1, 2), (2, 3)], 3) == 1
+    assert cfg.resolve_decode_pair([(2, 3), (1, 1), (4, 3)], 3) == 2  # the highest student layer among several
+    with pytest.raises(AuraError, match=r"no pair of the layer map \[\[1, 1\], \[2, 2\]\] ends there; add one, e.g. \[2, 3\]"):
+        cfg.resolve_decode_pair([(1, 1), (2, 2)], 3)
+    assert DistillConfig(w_decode=1.0, w_kl=0).needs_transcript and not DistillConfig(w_decode=1.0, w_kl=0).needs_response
+
+
+def test_decoder_targets_run_from_the_start_token_to_the_end_token():
+    from aura_model.train.teacher import DecoderTargets
+    from aura_model.tiny import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    words = tok.encode("hello world", add_special_tokens=False)
+    targets = DecoderTargets(tok, start_id=1, eos_id=2, max_len=64)
+    assert targets("hello world") == [1] + words + [2]
+    assert targets("") == [] and targets("   ") == []
+    short = DecoderTargets(tok, start_id=1, eos_id=2, max_len=3)("hello world")
+    assert len(short) == 3 and short[0] == 1 and short[-1] == 2

@@ -175,6 +175,23 @@ def test_ctc_loss_spells_the_transcript_and_reports(world, tmp_path):
         train(make_spec(world, tmp_path / "c", dict(spec, **{"distill.ctc_layer": 9})), ListReporter())
 
 
+def test_teacher_decoder_term_trains_the_head_towards_what_the_whisper_decoder_reads(world, tmp_path):
+    spec = {"distill.w_kl": 0, "distill.w_decode": 1, "train.max_steps": 20, "train.eval_every": 10}
+    rep = ListReporter()
+    run = train(make_spec(world, tmp_path / "a", spec), rep)
+    assert set(run.losses[-1]) == {"step", "loss", "loss_layer", "loss_decode"}
+    evals = rep.of("eval")
+    assert evals[-1]["val_loss_decode"] < evals[0]["val_loss_decode"]
+    assert run.losses[-1]["loss_decode"] < run.losses[0]["loss_decode"]
+    assert any("teacher decoder term" in m for m in rep.messages)
+    # training-only: the bundle holds the adapter and the embedding, never the teacher's decoder
+    assert not any("decoder" in k for k in tensors(tmp_path / "a"))
+    with pytest.raises(AuraError, match="no pair of the layer map \\[\\[1, 1\\]\\] ends there"):
+        train(make_spec(world, tmp_path / "b", dict(spec, **{"distill.layer_map": "[[1, 1]]"})), ListReporter())
+    with pytest.raises(AuraError, match="w_decode reads the teacher's own decoder, but teacher .* has none"):
+        train(make_spec(world, tmp_path / "c", spec, teacher=save_tiny_wav2vec2(tmp_path / "w2v")), ListReporter())
+
+
 def test_packed_audio_positions_train_and_ship(world, tmp_path):
     """--prompt.audio_position_step reaches the student's positions (not the base LLM's: it reads text) and the
     bundle, so inference sees the positions training saw."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -63,6 +63,8 @@ class Batch:
     response_lists: list[list[int]] = field(default_factory=list)
     ctc_targets: list[list[int]] = field(default_factory=list)  # per clip, the student-tokenizer ids the CTC term
     #   spells (the item's ctc_text, else its transcript); empty when the CTC term is off
+    decode_targets: list[list[int]] = field(default_factory=list)  # per clip, the teacher decoder's ids of its
+    #   transcript (start to end token) for the teacher-decoder term; empty when that term is off
     shared_suffix: torch.Tensor | None = None  # (B, S) bool, right-aligned: the last positions of a row that
     #   follow its audio span and hold the same ids in the student and the base row (the text-state loss's span)
 
@@ -78,7 +80,8 @@ class Batch:
                      self.student.to(device), None if self.base is None else self.base.to(device),
                      None if self.prompt_only is None else self.prompt_only.to(device),
                      {t: s.to(device) for t, s in self.teacher.items()}, mv(self.layer_mask), mv(self.responses),
-                     mv(self.response_mask), self.response_lists, self.ctc_targets, mv(self.shared_suffix))
+                     mv(self.response_mask), self.response_lists, self.ctc_targets, self.decode_targets,
+                     mv(self.shared_suffix))
 
 
 def pad_left(rows: Sequence[Sequence[int]], spans: Sequence[Sequence[tuple[int, int]]], pad_id: int,
@@ -104,7 +107,7 @@ class Collator:
 
     def __init__(self, source: Source, processor: AuraProcessor, model_cfg: ModelConfig, cache: Cache,
                  teacher_layers: Sequence[int], want_response: bool, want_base: bool, want_prompt_only: bool = False,
-                 want_ctc: bool = False):
+                 want_ctc: bool = False, decode_ids: Callable[[str], list[int]] | None = None):
         self.source = source
         self.processor = processor
         self.cfg = model_cfg
@@ -114,6 +117,7 @@ class Collator:
         self.want_base = want_base
         self.want_prompt_only = want_prompt_only
         self.want_ctc = want_ctc
+        self.decode_ids = decode_ids  # transcript -> teacher decoder ids (None: the decoder term is off)
         self._audio_prompts: dict[str, str] = {}  # instruction -> rendered audio turn
 
     def __call__(self, items: list[Item]) -> Batch:
@@ -141,6 +145,8 @@ class Collator:
         if self.want_ctc:
             batch.ctc_targets = [self.processor.text_ids(it.ctc_text if it.ctc_text is not None else
                                                          it.transcript or "") for it in items]
+        if self.decode_ids is not None:
+            batch.decode_targets = [self.decode_ids(it.transcript or "") for it in items]
         return batch
 
     def audio_prompt(self, instruction: str = "") -> str:

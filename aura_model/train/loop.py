@@ -46,7 +46,7 @@ from torch import nn
 from .. import backends
 from ..bundle import load_llm, load_llm_config, load_tokenizer, save_bundle
 from ..config import GenerationSettings
-from ..distill import (ProjectionHeads, TokenCTCHead, layer_alignment_loss, layerwise_loss, monotonic_match_loss,
+from ..distill import (ProjectionHeads, TeacherDecoderLoss, TokenCTCHead, layer_alignment_loss, layerwise_loss, monotonic_match_loss,
                        response_ce, response_kl, text_state_loss, total_loss)
 from ..embedding import AudioEmbedding
 from ..errors import AuraError
@@ -61,7 +61,8 @@ from .data import DataReport, Item, list_items, open_source, split_items
 from .prepare import (LazyTeacher, Ranks, StopRequested, base_fingerprint, cut_at_eos, fill_responses,
                       fill_teacher_states, fill_transcripts, validate_items)
 from .progress import Reporter, TqdmReporter
-from .teacher import Teacher, inspect_teacher, model_fingerprint, resolve_teacher_dtype, whisper_stem
+from .teacher import (Teacher, check_decoder_teacher, inspect_teacher, load_decoder, model_fingerprint,
+                      resolve_teacher_dtype, whisper_stem)
 
 SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}  # 128 + signal number, the shell's convention
 HISTORY_IN_BUNDLE = 200  # loss points kept in aura_config.json
@@ -142,8 +143,11 @@ class DistillModule(nn.Module):
 
     def __init__(self, aura: AuraModel, heads: ProjectionHeads | None, layer_map: list[tuple[int, int]], distill,
                  state_layers: list[int] | None = None, align_layers: list[int] | None = None,
-                 ctc_head: TokenCTCHead | None = None, ctc_layer: int | None = None):
+                 ctc_head: TokenCTCHead | None = None, ctc_layer: int | None = None,
+                 decoder_loss: TeacherDecoderLoss | None = None, decode_pair: int | None = None):
         super().__init__()
+        self.decoder_loss = decoder_loss  # the teacher's frozen decoder (distill.w_decode), or None
+        self.decode_pair = decode_pair  # index in layer_map of the pair whose head it reads
         self.ctc_head = ctc_head
         self.ctc_layer = ctc_layer
         self.aura = aura
@@ -159,6 +163,7 @@ class DistillModule(nn.Module):
         want_state = bool(self.state_layers) and base is not None and bool(base.states)
         want_align = bool(self.align_layers) and base is not None and bool(base.transcript)
         want_ctc = self.ctc_head is not None and bool(batch.ctc_targets)
+        want_decode = self.decoder_loss is not None and bool(batch.decode_targets) and want_layer
         r = batch.responses.shape[1] if with_responses else 0
         s = batch.student
         out = self.aura(s.input_ids, s.attention_mask, s.position_ids, s.audio_spans, batch.features,
@@ -171,6 +176,11 @@ class DistillModule(nn.Module):
             student = [gather_spans(out.hidden_states[sl], s.audio_spans, t_max) for sl, _ in self.layer_map]
             teacher = [batch.teacher[tl] for _, tl in self.layer_map]
             terms["layer"], _ = layerwise_loss(student, teacher, self.heads, batch.layer_mask, d.beta)
+        if want_decode:
+            k = self.decode_pair
+            projected = self.heads.heads[k](student[k].to(self.heads.heads[k].weight.dtype))
+            terms["decode"] = self.decoder_loss(projected, span_mask(s.audio_spans, student[k].shape[1]).to(
+                projected.device), batch.decode_targets)
         if want_state:
             width = batch.shared_suffix.shape[1]
             mine = [out.hidden_states[layer][:, -width:] for layer in self.state_layers] if width else []
@@ -232,6 +242,9 @@ class DistillModule(nn.Module):
         if "ctc" in terms:
             out["ctc_items"] = float(batch.size)
             out["ctc_sum"] = float(terms["ctc"]) * batch.size
+        if "decode" in terms:
+            out["decode_items"] = float(batch.size)
+            out["decode_sum"] = float(terms["decode"]) * batch.size
         return out
 
 
@@ -397,11 +410,15 @@ class Trainer:
         text_cfg = self.llm_config.get_text_config() if hasattr(self.llm_config, "get_text_config") else self.llm_config
         self.n_student = int(text_cfg.num_hidden_layers)
         self.d_student = int(text_cfg.hidden_size)
-        self.info = inspect_teacher(spec.teacher, t.trust_remote_code, want_transcriber=self.need_response)
+        self.info = inspect_teacher(spec.teacher, t.trust_remote_code, want_transcriber=self.d.needs_transcript)
         self.layer_map = (self.d.resolve_layer_map(self.n_student, self.info.num_layers) if self.d.w_layer > 0 else [])
         self.state_layers = self.d.resolve_state_layers(self.n_student) if self.d.w_state > 0 else []
         self.align_layers = self.d.resolve_align_layers(self.n_student) if self.d.w_align > 0 else []
         self.ctc_layer = self.d.resolve_ctc_layer(self.n_student, self.layer_map) if self.d.w_ctc > 0 else None
+        self.decode_pair = None
+        if self.d.w_decode > 0:
+            check_decoder_teacher(self.info)
+            self.decode_pair = self.d.resolve_decode_pair(self.layer_map, self.info.num_layers)
         self.teacher_layers = sorted({tl for _, tl in self.layer_map})
         for flag, ref, what in ((t.bundle_base, spec.student, "train.bundle_base"),
                                 (t.bundle_teacher, spec.teacher, "train.bundle_teacher")):
@@ -450,7 +467,7 @@ class Trainer:
                                         t.trust_remote_code, self.teacher_loader)
         try:
             with self._timed("transcripts"):
-                items = fill_transcripts(items, self.need_response, self.lazy_teacher, self.cache, self.source,
+                items = fill_transcripts(items, self.d.needs_transcript, self.lazy_teacher, self.cache, self.source,
                                          audio_cfg, t, self.report, self.rep, self.ranks)
             if self.layer_map and items:
                 with self._timed("teacher"):
@@ -528,8 +545,15 @@ class Trainer:
             ctc_head = None
             if self.d.w_ctc > 0:
                 ctc_head = TokenCTCHead(llm.get_input_embeddings().weight, self.processor.placeholder_id).to(device)
+            decoder_loss, self.decode_ids = None, None
+            if self.d.w_decode > 0:
+                decoder, proj_out, pad_id, self.decode_ids = load_decoder(
+                    self.info, device, resolve_teacher_dtype(t.teacher_dtype, device), t.trust_remote_code)
+                decoder_loss = TeacherDecoderLoss(decoder, proj_out, pad_id)
+                self.rep.message(f"teacher decoder term: the teacher's decoder reads the head of pair "
+                                 f"{list(self.layer_map[self.decode_pair])}")
             self.module = DistillModule(self.aura, heads, self.layer_map, self.d, self.state_layers, self.align_layers,
-                                        ctc_head, self.ctc_layer)
+                                        ctc_head, self.ctc_layer, decoder_loss, self.decode_pair)
             self.module.train()
         from ..assistant import Assistant
 
@@ -568,7 +592,7 @@ class Trainer:
         self.unwrapped: DistillModule = self.acc.unwrap_model(self.prepared)
         self.collate = Collator(self.source, self.processor, self.spec.model, self.cache, self.teacher_layers,
                                 want_response=self.need_response, want_base=self.d.needs_base,
-                                want_ctc=self.d.w_ctc > 0)
+                                want_ctc=self.d.w_ctc > 0, decode_ids=self.decode_ids)
 
     # -------------------------------------------------------------- checkpoints
     def _trainable_state(self) -> dict[str, torch.Tensor]:
@@ -777,11 +801,11 @@ class Trainer:
         mine = self.ranks.share(self.val_items)
         collate = Collator(self.source, self.processor, self.spec.model, self.cache, self.teacher_layers,
                            want_response=self.need_response, want_base=self.need_response, want_prompt_only=True,
-                           want_ctc=self.d.w_ctc > 0)
+                           want_ctc=self.d.w_ctc > 0, decode_ids=self.decode_ids)
         k = len(self.layer_map)
         # [items, layer_positions, layer_sum, cos_1..cos_k, response_tokens, kl_sum, ce_sum, token_hits, agree,
-        #  state_positions, state_sum, align_items, align_sum, ctc_items, ctc_sum]
-        sums = torch.zeros(14 + k, dtype=torch.float64)
+        #  state_positions, state_sum, align_items, align_sum, ctc_items, ctc_sum, decode_items, decode_sum]
+        sums = torch.zeros(16 + k, dtype=torch.float64)
         gen = GenerationSettings(max_new_tokens=t.response_max_tokens)
         was_training = module.training
         module.eval()
@@ -808,6 +832,8 @@ class Trainer:
                 sums[11 + k] += out.get("align_sum", 0.0)
                 sums[12 + k] += out.get("ctc_items", 0.0)
                 sums[13 + k] += out.get("ctc_sum", 0.0)
+                sums[14 + k] += out.get("decode_items", 0.0)
+                sums[15 + k] += out.get("decode_sum", 0.0)
         finally:
             module.train(was_training)
         if acc.num_processes > 1:
@@ -859,6 +885,9 @@ class Trainer:
         if s[12 + k] > 0:
             m["val_loss_ctc"] = s[13 + k] / s[12 + k]
             loss += self.d.w_ctc * m["val_loss_ctc"]
+        if s[14 + k] > 0:
+            m["val_loss_decode"] = s[15 + k] / s[14 + k]
+            loss += self.d.w_decode * m["val_loss_decode"]
         m["val_loss"] = loss
         return m
 

@@ -379,3 +379,59 @@ class Teacher:
         self.model = None  # type: ignore[assignment]
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+# ------------------------------------------------------------------ the decoder term (distill.w_decode)
+class DecoderTargets:
+    """Transcript -> the Whisper teacher's decoder ids, from its start token(s) to its end token, at most
+    ``max_target_positions`` long. A plain picklable callable (DataLoader workers build batches with it).
+
+    The tokenizer's own special tokens come first when it adds them (a stock Whisper tokenizer writes
+    ``<|startoftranscript|>...<|notimestamps|>``); the decoder start and end-of-text ids are added when missing.
+    An empty transcript gives no ids (the term skips that clip).
+    """
+
+    def __init__(self, tokenizer, start_id: int, eos_id: int, max_len: int) -> None:
+        self.tokenizer = tokenizer
+        self.start_id, self.eos_id, self.max_len = int(start_id), int(eos_id), int(max_len)
+
+    def __call__(self, text: str) -> list[int]:
+        if not text.strip():
+            return []  # nothing to write: the row does not count
+        ids = list(self.tokenizer.encode(text, add_special_tokens=True))
+        if not ids or ids[0] != self.start_id:
+            ids = [self.start_id] + ids
+        if ids[-1] != self.eos_id:
+            ids = ids + [self.eos_id]
+        if len(ids) > self.max_len:
+            ids = ids[: self.max_len - 1] + [self.eos_id]
+        return ids
+
+
+def check_decoder_teacher(info: TeacherInfo) -> None:
+    """The decoder term needs a Whisper teacher with its decoder and a tokenizer."""
+    if not info.can_transcribe:
+        raise AuraError(f"distill.w_decode reads the teacher's own decoder, but teacher {info.ref!r} ({info.model_type}) "
+                        "has none the trainer can use: it needs a WhisperForConditionalGeneration with its tokenizer")
+
+
+def load_decoder(info: TeacherInfo, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False):
+    """(decoder, proj_out, pad_id, DecoderTargets) of a Whisper teacher, frozen, on ``device``; the encoder is dropped."""
+    check_decoder_teacher(info)
+    import transformers
+
+    try:
+        model = transformers.WhisperForConditionalGeneration.from_pretrained(
+            info.ref, dtype=dtype, trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise AuraError(f"cannot load the decoder of teacher {info.ref!r}: {first}") from exc
+    cfg = model.config
+    decoder, proj_out = model.model.decoder, model.proj_out
+    del model  # the encoder goes with it
+    decoder.to(device).eval()
+    proj_out.to(device).eval()
+    pad = cfg.pad_token_id if cfg.pad_token_id is not None else cfg.eos_token_id
+    targets = DecoderTargets(info.tokenizer, cfg.decoder_start_token_id, cfg.eos_token_id,
+                             int(cfg.max_target_positions))
+    return decoder, proj_out, int(pad), targets
