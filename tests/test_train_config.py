@@ -19,6 +19,15 @@ def parse(argv: list[str]) -> TrainSpec:
     return spec_from_args(parser.parse_args(argv))
 
 
+def test_help_of_a_field_documented_above_it_holds_the_whole_comment():
+    from aura_model.distill import DistillConfig
+
+    ctc = field_comments(DistillConfig)["w_ctc"]
+    assert ctc.startswith("weight of a CTC loss on the audio span") and ctc.endswith("in order")
+    assert field_comments(DistillConfig)["w_decode"].startswith("weight of the teacher-decoder term")
+    assert field_comments(DistillConfig)["w_kl"].startswith("weight of the response KL")  # a trailing comment
+
+
 def test_every_field_of_every_section_has_a_flag_with_help():
     parser = argparse.ArgumentParser()
     add_arguments(parser)

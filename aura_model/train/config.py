@@ -267,11 +267,11 @@ def field_comments(cls: type) -> dict[str, str]:
     except (OSError, TypeError):  # frozen app without sources
         return {}
     out: dict[str, str] = {}
-    above = ""  # a full-line comment right above a field documents it when it has no trailing one
+    above = ""  # the full-line comments right above a field document it when it has no trailing one
     for line in source.splitlines():
         stripped = line.strip()
         if stripped.startswith("#"):
-            above = stripped.lstrip("#").strip()
+            above = f"{above} {stripped.lstrip('#').strip()}".strip()
             continue
         m = re.match(r"^\s+(\w+): [^=]+= .*?(?:  # (.+))?$", line)
         if m:
