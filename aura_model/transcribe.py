@@ -44,13 +44,21 @@ def whisper_features(waves: Sequence[np.ndarray], frames: int, audio_cfg: AudioC
 def greedy_decode(model, features: torch.Tensor, max_tokens: int | None = None) -> list[list[int]]:
     """Greedy token ids (without start and end tokens) for a batch of Whisper input features."""
     model.eval()
+    feats = features.to(device=next(model.parameters()).device, dtype=next(model.parameters()).dtype)
+    return greedy_decode_states(model, model.get_encoder()(input_features=feats).last_hidden_state, max_tokens)
+
+
+@torch.no_grad()
+def greedy_decode_states(model, states: torch.Tensor, max_tokens: int | None = None) -> list[list[int]]:
+    """Greedy token ids (without start and end tokens) of the decoder reading ``states`` (B, T, D) as the
+    encoder's output: every one of the T positions is attended, so pass each clip's own positions only."""
+    model.eval()
     cfg = model.config
     max_tokens = max_tokens or int(cfg.max_target_positions) - 1
     start, eot = int(cfg.decoder_start_token_id), int(cfg.eos_token_id)
     device = next(model.parameters()).device
-    feats = features.to(device=device, dtype=next(model.parameters()).dtype)
-    encoder_out = model.get_encoder()(input_features=feats)
-    b = feats.shape[0]
+    encoder_out = (states.to(device=device, dtype=next(model.parameters()).dtype),)
+    b = states.shape[0]
     step_ids = torch.full((b, 1), start, dtype=torch.long, device=device)
     done = torch.zeros(b, dtype=torch.bool, device=device)
     out: list[torch.Tensor] = []

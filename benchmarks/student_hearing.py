@@ -29,31 +29,14 @@ from aura_model.assistant import Assistant
 from aura_model.distill import pool_time
 from aura_model.embedding import conv_frames
 from aura_model.train import checkpoint as ckpt
-from aura_model.transcribe import greedy_decode, input_frames, whisper_features
+from aura_model.demo.asr import wer
+from aura_model.transcribe import greedy_decode_states, input_frames, whisper_features
 
 
-def word_errors(hyp: list[str], ref: list[str]) -> int:
-    """Levenshtein distance in words."""
-    d = list(range(len(ref) + 1))
-    for i, a in enumerate(hyp, 1):
-        prev, d[0] = d[0], i
-        for j, b in enumerate(ref, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (a != b))
-    return d[len(ref)]
-
-
-@torch.no_grad()
 def read_states(model, tokenizer, states: torch.Tensor) -> str:
     """Greedy transcript of (T, D) states read by the Whisper ``model``'s decoder."""
-    cfg = model.config
-    ids = [int(cfg.decoder_start_token_id)]
-    for _ in range(int(cfg.max_target_positions) - 1):
-        logits = model(encoder_outputs=(states[None],), decoder_input_ids=torch.tensor([ids])).logits[0, -1]
-        nxt = int(logits.argmax())
-        if nxt == int(cfg.eos_token_id):
-            break
-        ids.append(nxt)
-    return " ".join(tokenizer.decode(ids[1:], skip_special_tokens=True).split())
+    ids = greedy_decode_states(model, states[None])[0]
+    return " ".join(tokenizer.decode(ids, skip_special_tokens=True).split())
 
 
 def main() -> None:
@@ -88,20 +71,20 @@ def main() -> None:
     if args.limit:
         rows, evals = rows[: args.limit], evals[: args.limit]
     base = Path(args.manifest).parent
-    stats = {"student": [0, 0, 0], "teacher": [0, 0, 0]}  # word errors, words, exact transcripts
+    hyps: dict[str, list[str]] = {"student": [], "teacher": []}  # what the decoder wrote, per clip
     families: dict[str, list[int]] = {}  # family -> [clips, student exact, teacher exact]
     split: dict[tuple[str, bool], list[int]] = {}  # (family, heard exactly) -> [clips, AuRA answers right]
     for i, row in enumerate(rows):
         path = str(base / row["audio"])
         ref = row["text"].split()
-        p = assistant.prepare([path])
+        wave = audio_io.load_audio(path)
+        p = assistant.prepare([wave])
         e = p.encoded
         with torch.no_grad():
             out = assistant.model(e.input_ids, e.attention_mask, e.position_ids, e.audio_spans, p.features,
                                   p.frame_lengths, output_hidden_states=True)
             (start, n), = e.audio_spans[0]
             student = head(out.hidden_states[s_layer][0, start:start + n].float())
-            wave = audio_io.load_audio(path)
             enc = teacher.model.encoder(input_features=whisper_features([wave], input_frames(teacher))).last_hidden_state
             valid = int(conv_frames(audio_io.num_frames(len(wave))))
             pooled, _ = pool_time(enc[:, :valid], torch.ones(1, valid, dtype=torch.bool), stack)
@@ -109,11 +92,8 @@ def main() -> None:
         fam = families.setdefault(row.get("family", "?"), [0, 0, 0])
         fam[0] += 1
         for j, who in enumerate(("student", "teacher")):
-            hyp = heard[who].split()
-            stats[who][0] += word_errors(hyp, ref)
-            stats[who][1] += len(ref)
-            stats[who][2] += hyp == ref
-            fam[1 + j] += hyp == ref
+            hyps[who].append(heard[who])
+            fam[1 + j] += heard[who].split() == ref
         if evals:
             for key in ((row.get("family", "?"), heard["student"].split() == ref),
                         ("all", heard["student"].split() == ref)):
@@ -122,8 +102,10 @@ def main() -> None:
                 cell[1] += bool(evals[i]["correct"])
     n = len(rows)
     print(f"{n} clips; pair {list(layer_map[k])} (student hidden_states[{s_layer}] -> head -> teacher decoder)")
-    for who, (err, words, exact) in stats.items():
-        print(f"  {who:8s} WER {100 * err / words:5.1f} %  exact transcript {100 * exact / n:5.1f} %")
+    refs = [row["text"] for row in rows]
+    for who, heard_all in hyps.items():
+        exact = sum(h.split() == r.split() for h, r in zip(heard_all, refs))
+        print(f"  {who:8s} WER {100 * wer(refs, heard_all):5.1f} %  exact transcript {100 * exact / n:5.1f} %")
     print("  per family, exact transcript (student / teacher pooled):")
     for fam, (c, s, t) in sorted(families.items()):
         print(f"    {fam:16s} {c:4d} clips  {100 * s / c:5.1f} % / {100 * t / c:5.1f} %")
