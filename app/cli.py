@@ -235,7 +235,8 @@ def cmd_info(args) -> int:
     print(f"audio       {info['model']['audio']['sample_rate']} Hz, {info['model']['audio']['n_mels']} mels, "
           f"stack {emb.get('stack')} -> {100 / 2 / max(1, emb.get('stack', 4)):.1f} audio tokens/s")
     print(f"LoRA        r={lora['r']} alpha={lora['alpha']} on {', '.join(lora['target_modules'])}"
-          f"{' + MLP' if lora['include_mlp'] else ''}")
+          f"{' + MLP' if lora['include_mlp'] else ''}"
+          f"{', layers ' + ','.join(map(str, lora['layers'])) if lora.get('layers') else ', every layer'}")
     print(f"trainable   {info['adapter_and_embedding_parameters']:,} parameters (adapter + audio embedding)")
     if info.get("metrics"):
         print("metrics     " + ", ".join(f"{k}={v}" for k, v in sorted(info["metrics"].items())))

@@ -104,12 +104,27 @@ class LoraSettings(_Config):
     dropout: float = 0.05  # dropout on the LoRA input while training
     target_modules: tuple[str, ...] = ATTENTION_MODULES  # Linear layers that get an adapter, in every decoder layer
     include_mlp: bool = False  # also adapt the MLP (gate/up/down); more capacity, ~3x the parameters
+    # 1-based decoder layers that get an adapter; None = every layer. E.g. [1, 2] adapts only the
+    # lower layers and leaves the upper ones exactly the base LLM's text reader.
+    layers: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         _check(self.r >= 1, f"LoRA r must be >= 1, got {self.r}")
         _check(self.alpha > 0, f"LoRA alpha must be > 0, got {self.alpha}")
         _check(0 <= self.dropout < 1, f"LoRA dropout must be in [0, 1), got {self.dropout}")
         _check(len(self.target_modules) > 0, "LoRA target_modules must not be empty")
+        if self.layers is not None:
+            layers = tuple(self.layers)
+            _check(len(layers) > 0 and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in layers),
+                   f"LoRA layers must be a non-empty list of 1-based layer numbers, got {self.layers!r}")
+            _check(len(set(layers)) == len(layers), f"LoRA layers must not repeat, got {self.layers!r}")
+            self.layers = tuple(sorted(layers))
+
+    def check_layers(self, n_layers: int) -> None:
+        """Refuse a layer list naming a layer the LLM does not have."""
+        if self.layers is not None and max(self.layers) > n_layers:
+            raise AuraError(f"LoRA layers {list(self.layers)} name a layer the LLM does not have: "
+                            f"it has {n_layers} decoder layers (numbered 1..{n_layers})")
 
     @property
     def modules(self) -> list[str]:

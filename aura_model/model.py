@@ -22,9 +22,13 @@ def attach_lora(llm: nn.Module, lora: LoraSettings):
     """Wrap a base causal LM in a fresh, trainable PEFT LoRA (B initialised to zero: starts as the base)."""
     from peft import LoraConfig, get_peft_model
 
+    extra = {}
+    if lora.layers is not None:
+        lora.check_layers(int(llm.config.num_hidden_layers))
+        extra["layers_to_transform"] = [n - 1 for n in lora.layers]  # peft counts from 0
     config = LoraConfig(
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-        target_modules=lora.modules, bias="none", task_type="CAUSAL_LM",
+        target_modules=lora.modules, bias="none", task_type="CAUSAL_LM", **extra,
     )
     return get_peft_model(llm, config)
 

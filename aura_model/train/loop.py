@@ -410,6 +410,7 @@ class Trainer:
         text_cfg = self.llm_config.get_text_config() if hasattr(self.llm_config, "get_text_config") else self.llm_config
         self.n_student = int(text_cfg.num_hidden_layers)
         self.d_student = int(text_cfg.hidden_size)
+        spec.model.lora.check_layers(self.n_student)  # before any data or weights
         self.info = inspect_teacher(spec.teacher, t.trust_remote_code, want_transcriber=self.d.needs_transcript)
         self.layer_map = (self.d.resolve_layer_map(self.n_student, self.info.num_layers) if self.d.w_layer > 0 else [])
         self.state_layers = self.d.resolve_state_layers(self.n_student) if self.d.w_state > 0 else []
