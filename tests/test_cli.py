@@ -94,7 +94,7 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_info_shows_the_bundle(bundle, capsys):
     assert main(["info", str(bundle)]) == 0
     out = capsys.readouterr().out
-    assert "qwen2, 4 layers x 64 hidden" in out and "r=16" in out
+    assert "qwen2, 4 layers x 64 hidden" in out and "r=16" in out and "every layer" in out
     assert main(["info", str(bundle), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["base"]["id"] == "tiny-qwen2"
