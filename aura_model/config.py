@@ -43,6 +43,21 @@ def _check(cond: bool, message: str) -> None:
         raise AuraError(message)
 
 
+def check_layer_numbers(name: str, layers: Any) -> tuple[int, ...]:
+    """A configured list of 1-based layer numbers, sorted and deduplicated; refuses anything else."""
+    _check(isinstance(layers, (list, tuple)) and len(layers) > 0
+           and all(isinstance(i, int) and not isinstance(i, bool) and i >= 1 for i in layers),
+           f"{name} must be a non-empty list of 1-based layer numbers (or null for the default), got {layers!r}")
+    return tuple(sorted(set(layers)))
+
+
+def check_layers_exist(name: str, layers: Any, n_layers: int) -> None:
+    """Refuse a layer number above the LLM's depth, naming the valid range."""
+    bad = [i for i in layers if i > n_layers]
+    if bad:
+        raise AuraError(f"{name} {bad}: the student LLM has {n_layers} layers (valid: 1..{n_layers})")
+
+
 @dataclass
 class AudioConfig(_Config):
     """Audio front-end: how a file becomes the log-mel frames the embedding reads.
@@ -114,17 +129,14 @@ class LoraSettings(_Config):
         _check(0 <= self.dropout < 1, f"LoRA dropout must be in [0, 1), got {self.dropout}")
         _check(len(self.target_modules) > 0, "LoRA target_modules must not be empty")
         if self.layers is not None:
-            layers = tuple(self.layers)
-            _check(len(layers) > 0 and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in layers),
-                   f"LoRA layers must be a non-empty list of 1-based layer numbers, got {self.layers!r}")
-            _check(len(set(layers)) == len(layers), f"LoRA layers must not repeat, got {self.layers!r}")
-            self.layers = tuple(sorted(layers))
+            layers = check_layer_numbers("LoRA layers", self.layers)
+            _check(len(layers) == len(self.layers), f"LoRA layers must not repeat, got {self.layers!r}")
+            self.layers = layers
 
     def check_layers(self, n_layers: int) -> None:
         """Refuse a layer list naming a layer the LLM does not have."""
-        if self.layers is not None and max(self.layers) > n_layers:
-            raise AuraError(f"LoRA layers {list(self.layers)} name a layer the LLM does not have: "
-                            f"it has {n_layers} decoder layers (numbered 1..{n_layers})")
+        if self.layers is not None:
+            check_layers_exist("LoRA layers", self.layers, n_layers)
 
     @property
     def modules(self) -> list[str]:

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import _check, _Config
+from .config import _check, _Config, check_layer_numbers, check_layers_exist
 from .errors import AuraError
 
 LayerMap = list[tuple[int, int]]
@@ -143,13 +143,8 @@ class DistillConfig(_Config):
         _check(self.ctc_layer is None or (isinstance(self.ctc_layer, int) and self.ctc_layer >= 0),
                f"ctc_layer must be a hidden_states index >= 0 (or null), got {self.ctc_layer!r}")
         for name in ("state_layers", "align_layers"):
-            layers = getattr(self, name)
-            if layers is None:
-                continue
-            _check(isinstance(layers, (list, tuple)) and len(layers) > 0
-                   and all(isinstance(i, int) and not isinstance(i, bool) and i >= 1 for i in layers),
-                   f"{name} must be a non-empty list of 1-based layer numbers (or null for the default), got {layers!r}")
-            setattr(self, name, tuple(sorted(set(layers))))
+            if getattr(self, name) is not None:
+                setattr(self, name, check_layer_numbers(name, getattr(self, name)))
         _check(isinstance(self.align_gamma, (int, float)) and self.align_gamma > 0,
                f"align_gamma must be > 0, got {self.align_gamma!r}")
         _check(isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta >= 0,
@@ -242,9 +237,7 @@ class DistillConfig(_Config):
 def _resolve_layers(name: str, configured, default, n_layers: int) -> list[int]:
     if configured is None:
         return list(default)
-    bad = [i for i in configured if i > n_layers]
-    if bad:
-        raise AuraError(f"{name} {bad}: the student LLM has {n_layers} layers (valid: 1..{n_layers})")
+    check_layers_exist(name, configured, n_layers)
     return list(configured)
 
 

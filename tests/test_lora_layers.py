@@ -71,5 +71,5 @@ def test_flag_parses_and_bad_layer_lists_are_named():
     for bad, match in (((), "non-empty"), ((0, 1), "1-based"), ((2, 2), "must not repeat")):
         with pytest.raises(AuraError, match=match):
             LoraSettings(layers=bad)
-    with pytest.raises(AuraError, match=r"has 4 decoder layers \(numbered 1..4\)"):
+    with pytest.raises(AuraError, match=r"LoRA layers \[5\]: the student LLM has 4 layers \(valid: 1..4\)"):
         attach_lora(tiny_llm("llama", layers=4), LoraSettings(r=4, layers=(4, 5)))
