@@ -111,6 +111,32 @@ def test_warm_cache_never_loads_the_teacher(world, tmp_path):
     assert warm.losses[0]["loss"] == pytest.approx(cold.losses[0]["loss"], abs=1e-6)  # same targets from the cache
 
 
+def test_teacher_states_are_cached_layer_by_layer(world, tmp_path):
+    knobs = {"train.max_steps": 1, "train.cache_dir": tmp_path / "cache"}
+    asked: list[list[int]] = []
+
+    def recording(*args):
+        teacher = Teacher.load(*args)
+        encode = teacher.encode
+        teacher.encode = lambda waves, sr, layers: asked.append(list(layers)) or encode(waves, sr, layers)
+        return teacher
+
+    top = train(make_spec(world, tmp_path / "a", {**knobs, "distill.layer_map": "[[1,2]]"}), ListReporter(),
+                teacher_loader=recording)
+    assert top.cache["teacher_misses"] == 10 and asked and all(layers == [2] for layers in asked)
+    asked.clear()
+    both = train(make_spec(world, tmp_path / "b", knobs), ListReporter(), teacher_loader=recording)  # [[1,1],[2,2]]
+    assert both.cache["teacher_misses"] == 10 and asked and all(layers == [1] for layers in asked)  # layer 2 is kept
+    assert len(list((tmp_path / "cache" / "teacher").rglob("*.safetensors"))) == 20  # one entry per clip and layer
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the teacher was loaded although both layers were cached")
+
+    low = train(make_spec(world, tmp_path / "c", {**knobs, "distill.layer_map": "[[2,1]]"}), ListReporter(),
+                teacher_loader=refuse)
+    assert low.cache["teacher_hits"] == 10 and low.cache["teacher_misses"] == 0 and low.output.is_dir()
+
+
 def test_teacher_writes_missing_transcripts_once(world, tmp_path):
     data = make_clip_folder(tmp_path / "untranscribed", 4, seed=5, transcripts=False)
     cache = tmp_path / "cache"
@@ -478,7 +504,8 @@ def test_a_stop_while_filling_the_cache_keeps_what_was_cached(world, tmp_path):
     stopped = train(make_spec(world, tmp_path / "a", knobs), rep, teacher_loader=load_then_sigterm)
     assert stopped.interrupted == "SIGTERM" and stopped.exit_code == 143
     assert stopped.checkpoint is None and stopped.output is None and not rep.of("checkpoint")
-    assert len(list((tmp_path / "cache" / "teacher").rglob("*.safetensors"))) == 4  # the first batch is kept
+    # the first batch of 4 clips is kept, one entry for each of the 2 mapped teacher layers
+    assert len(list((tmp_path / "cache" / "teacher").rglob("*.safetensors"))) == 8
     again = train(make_spec(world, tmp_path / "a", knobs), ListReporter())
     assert again.cache["teacher_hits"] == 4 and again.cache["teacher_misses"] == 6 and again.output.is_dir()
 

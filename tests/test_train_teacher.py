@@ -9,7 +9,7 @@ from aura_model.audio import num_frames
 from aura_model.config import AudioConfig
 from aura_model.embedding import num_audio_tokens
 from aura_model.errors import AuraError
-from aura_model.train.cache import Cache, teacher_key
+from aura_model.train.cache import Cache, teacher_key, teacher_keys
 from aura_model.train.teacher import Teacher, align_and_pool, inspect_teacher, model_fingerprint, student_conv_frames
 from aura_model.train.tiny import save_tiny_wav2vec2, save_tiny_whisper, speech_like
 
@@ -121,18 +121,21 @@ def test_fingerprint_follows_the_weights(tmp_path):
 def test_cache_entries_are_keyed_atomic_and_corruption_safe(tmp_path):
     cache = Cache(tmp_path)
     align = {"stack": 4}
-    k = teacher_key("audio", "teacher", [1, 2], align)
-    assert k == teacher_key("audio", "teacher", [2, 1, 2], align)
-    assert len({k, teacher_key("audio", "teacher", [1], align), teacher_key("audio", "other", [1, 2], align),
-                teacher_key("audio", "teacher", [1, 2], {"stack": 2}), teacher_key("clip2", "teacher", [1, 2], align)}) == 5
+    keys = teacher_keys("audio", "teacher", [2, 1, 2], align)
+    assert list(keys) == [1, 2] and keys[2] == teacher_key("audio", "teacher", 2, align)
+    assert len({*keys.values(), teacher_key("audio", "other", 1, align), teacher_key("audio", "teacher", 1, {"stack": 2}),
+                teacher_key("clip2", "teacher", 1, align)}) == 5
     states = {1: torch.randn(5, 8), 2: torch.randn(5, 8)}
-    cache.save_teacher(k, states)
-    back = cache.load_teacher(k)
+    for t, k in keys.items():
+        cache.save_teacher(k, {t: states[t]})
+    back = cache.load_teacher_layers(keys)
     assert back[1].dtype == torch.float16 and back.keys() == states.keys()
     assert_close(back[2], states[2], atol=2e-3, what="fp16 round trip")
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
-    cache.teacher_path(k).write_bytes(b"garbage")
-    assert cache.load_teacher(k) is None  # recomputed, never trusted
+    assert cache.load_teacher_layers({1: keys[2]}) is None  # an entry of another layer does not stand in
+    cache.teacher_path(keys[2]).write_bytes(b"garbage")
+    assert cache.load_teacher(keys[2]) is None and cache.load_teacher_layers(keys) is None  # recomputed, never trusted
+    assert cache.load_teacher_layers({1: keys[1]})[1].shape == (5, 8)  # the other layer's entry still serves
     cache.save_response("r", [5, 6, 2], "hi")
     assert cache.load_response("r") == [5, 6, 2]
     cache.save_transcript("t", "")

@@ -170,7 +170,7 @@ class Collator:
         per_layer: dict[int, list[torch.Tensor]] = {t: [] for t in self.teacher_layers}
         mask = torch.zeros(len(items), t_max, dtype=torch.bool)
         for b, it in enumerate(items):
-            states = self.cache.load_teacher(it.teacher_key)
+            states = self.cache.load_teacher_layers(it.teacher_keys)
             if states is None:
                 raise AuraError(f"teacher states of {it.key} vanished from the cache ({self.cache.root}) during training")
             length = min(n_tok[b], *(states[t].shape[0] for t in self.teacher_layers))

@@ -3,13 +3,14 @@
 Layout under ``cache_dir`` (one file per entry, written atomically: temp file + rename, so a
 killed run never leaves half an entry and parallel processes never see one)::
 
-    teacher/ab/<key>.safetensors    fp16 teacher states, one tensor "layer.<t>" (T, D) per mapped teacher layer,
-                                    already aligned to 50 Hz and pooled by `stack` (T = the clip's audio tokens)
+    teacher/ab/<key>.safetensors    fp16 states of one teacher layer of one clip, the tensor "layer.<t>" (T, D),
+                                    already aligned to 50 Hz and pooled by `stack` (T = the clip's audio tokens);
+                                    one entry per layer, so a layer map that reuses cached layers recomputes none
     transcripts/ab/<key>.json       {"text": ...} written by the teacher for a clip without a transcript
     responses/ab/<key>.json         {"ids": [...], "text": ...} the base LLM's greedy answer to the transcript
 
 Keys are sha256 digests of everything the entry depends on (see the ``*_key`` functions), so
-a different teacher, layer map, stack, audio front-end or base model never reads a stale entry.
+a different teacher, teacher layer, stack, audio front-end or base model never reads a stale entry.
 A corrupt entry is treated as missing and rewritten.
 """
 
@@ -64,8 +65,14 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
-def teacher_key(audio_hash: str, teacher_fp: str, teacher_layers: list[int], alignment: dict[str, Any]) -> str:
-    return sha256_text("teacher", CACHE_VERSION, audio_hash, teacher_fp, sorted(set(teacher_layers)), alignment)
+def teacher_key(audio_hash: str, teacher_fp: str, layer: int, alignment: dict[str, Any]) -> str:
+    """Key of one teacher layer's states of one clip."""
+    return sha256_text("teacher-layer", CACHE_VERSION, audio_hash, teacher_fp, int(layer), alignment)
+
+
+def teacher_keys(audio_hash: str, teacher_fp: str, layers: list[int], alignment: dict[str, Any]) -> dict[int, str]:
+    """layer -> teacher_key, for each of ``layers`` (repeats collapse)."""
+    return {t: teacher_key(audio_hash, teacher_fp, t, alignment) for t in sorted(set(layers))}
 
 
 def transcript_key(audio_hash: str, teacher_fp: str, settings: dict[str, Any]) -> str:
@@ -95,7 +102,7 @@ class Cache:
         return self.teacher_path(key).is_file()
 
     def load_teacher(self, key: str) -> dict[int, torch.Tensor] | None:
-        """layer -> (T, D) fp16, or None when missing or corrupt."""
+        """The entry's layer -> (T, D) fp16, or None when missing or corrupt."""
         from safetensors.torch import load_file
 
         path = self.teacher_path(key)
@@ -106,6 +113,17 @@ class Cache:
             return {int(name.split(".", 1)[1]): t for name, t in tensors.items()}
         except Exception:  # a corrupt entry (e.g. a disk error) is recomputed, never trusted
             return None
+
+    def load_teacher_layers(self, keys: dict[int, str]) -> dict[int, torch.Tensor] | None:
+        """layer -> (T, D) fp16 for every layer of ``keys`` (layer -> teacher_key), or None when any is missing,
+        corrupt or holds another layer."""
+        out = {}
+        for t, key in keys.items():
+            entry = self.load_teacher(key)
+            if entry is None or t not in entry:
+                return None
+            out[t] = entry[t]
+        return out
 
     def save_teacher(self, key: str, states: dict[int, torch.Tensor]) -> None:
         from safetensors.torch import save_file

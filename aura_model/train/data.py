@@ -53,7 +53,7 @@ class Item:
     transcript_source: str = ""  # "dataset" | "teacher" | ""
     audio_hash: str = ""  # sha256 of the prepared waveform, set when the clip is validated
     num_samples: int = 0  # samples at the student's sample rate, set when validated
-    teacher_key: str = ""  # cache key of its teacher states
+    teacher_keys: dict[int, str] = field(default_factory=dict)  # teacher layer -> cache key of its states
     response: list[int] | None = None  # the base LLM's answer ids (EOS included when it ended), from the cache
     instruction: str = ""  # text after the audio in the user turn ("" = the bare request); echo items carry one
     ctc_text: str | None = None  # what the CTC term (distill.w_ctc) spells, e.g. a phoneme spelling; None = transcript

@@ -19,7 +19,7 @@ import torch
 from ..config import GenerationSettings
 from ..errors import AuraError
 from .batching import text_prompt_ids
-from .cache import Cache, response_key, sha256_text, teacher_key, transcript_key
+from .cache import Cache, response_key, sha256_text, teacher_keys, transcript_key
 from .data import DataReport, Item, Source
 from .progress import Reporter
 from .teacher import Teacher, TeacherInfo, align_and_pool, student_conv_frames
@@ -182,16 +182,19 @@ def teacher_alignment(audio_cfg, stack: int, info: TeacherInfo) -> dict[str, Any
 
 def fill_teacher_states(items: list[Item], teacher_layers: list[int], teacher: LazyTeacher, cache: Cache,
                         source: Source, audio_cfg, stack: int, train_cfg, reporter: Reporter, ranks: Ranks) -> None:
-    """Make sure the pooled fp16 states of the mapped teacher layers of every clip are in the cache."""
+    """Make sure the pooled fp16 states of the mapped teacher layers of every clip are in the cache.
+
+    Each layer of each clip is its own entry: a clip whose entries hold some of the layers already (an earlier
+    run with another layer map) only gets the missing ones written, from one teacher pass."""
     info = teacher.info
     alignment = teacher_alignment(audio_cfg, stack, info)
+    lacking: dict[str, list[int]] = {}  # item key -> its layers without a cache entry
     for it in items:
-        it.teacher_key = teacher_key(it.audio_hash, info.fingerprint, teacher_layers, alignment)
-    missing = []
-    for it in items:
-        states = cache.load_teacher(it.teacher_key)
-        if states is None or any(t not in states for t in teacher_layers):
-            missing.append(it)
+        it.teacher_keys = teacher_keys(it.audio_hash, info.fingerprint, teacher_layers, alignment)
+        absent = [t for t, key in it.teacher_keys.items() if cache.load_teacher_layers({t: key}) is None]
+        if absent:
+            lacking[it.key] = absent
+    missing = [it for it in items if it.key in lacking]
     cache.stats["teacher_hits"] += len(items) - len(missing)
     cache.stats["teacher_misses"] += len(missing)
     ranks.barrier()  # everyone has looked before anyone writes: the shares cover `missing` exactly
@@ -200,10 +203,12 @@ def fill_teacher_states(items: list[Item], teacher_layers: list[int], teacher: L
     done = 0
     for chunk in _chunks(mine, train_cfg.teacher_batch_size):
         waves = [source.load(it, audio_cfg) for it in chunk]
-        encoded = teacher.get().encode(waves, audio_cfg.sample_rate, teacher_layers)
+        wanted = sorted({t for it in chunk for t in lacking[it.key]})
+        encoded = teacher.get().encode(waves, audio_cfg.sample_rate, wanted)
         for it, states in zip(chunk, encoded):
             n_frames = student_conv_frames(it.num_samples, audio_cfg)
-            cache.save_teacher(it.teacher_key, {t: align_and_pool(s, n_frames, stack) for t, s in states.items()})
+            for t in lacking[it.key]:
+                cache.save_teacher(it.teacher_keys[t], {t: align_and_pool(states[t], n_frames, stack)})
         done += len(chunk)
         progress.emit(done)
     ranks.barrier()
