@@ -16,6 +16,7 @@ from aura_model.distill import (
     default_layer_map,
     layer_alignment_loss,
     layerwise_loss,
+    projected_layerwise_loss,
     pool_time,
     response_ce,
     response_kl,
@@ -220,6 +221,8 @@ def test_gradient_steps_on_projection_heads_reduce_the_layer_loss():
     total, per_pair = layerwise_loss(student, teacher, heads, mask, beta=1.0)
     assert len(per_pair) == 2
     assert_close(total, torch.stack(per_pair).mean())
+    again, _ = projected_layerwise_loss(heads(student), teacher, mask, beta=1.0)  # the trainer's form
+    assert_close(again, total, atol=0, rtol=0)
     before = total.item()
 
     opt = torch.optim.SGD(heads.parameters(), lr=0.05)

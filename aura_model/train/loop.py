@@ -46,8 +46,8 @@ from torch import nn
 from .. import backends
 from ..bundle import load_llm, load_llm_config, load_tokenizer, save_bundle
 from ..config import GenerationSettings
-from ..distill import (ProjectionHeads, TeacherDecoderLoss, TokenCTCHead, layer_alignment_loss, layerwise_loss, monotonic_match_loss,
-                       response_ce, response_kl, text_state_loss, total_loss)
+from ..distill import (ProjectionHeads, TeacherDecoderLoss, TokenCTCHead, layer_alignment_loss, monotonic_match_loss,
+                       projected_layerwise_loss, response_ce, response_kl, text_state_loss, total_loss)
 from ..embedding import AudioEmbedding
 from ..errors import AuraError
 from ..model import AuraModel, attach_lora
@@ -170,17 +170,17 @@ class DistillModule(nn.Module):
                         batch.frame_lengths, output_hidden_states=want_layer or want_state or want_align or want_ctc,
                         use_cache=False, logits_to_keep=r + 1)
         terms: dict[str, torch.Tensor] = {}
-        student = teacher = None
+        projected = teacher = None  # per layer pair: the student's span through its head, the teacher's states
         if want_layer:
             t_max = batch.layer_mask.shape[1]
-            student = [gather_spans(out.hidden_states[sl], s.audio_spans, t_max) for sl, _ in self.layer_map]
+            spans = [gather_spans(out.hidden_states[sl], s.audio_spans, t_max) for sl, _ in self.layer_map]
+            projected = self.heads(spans)
             teacher = [batch.teacher[tl] for _, tl in self.layer_map]
-            terms["layer"], _ = layerwise_loss(student, teacher, self.heads, batch.layer_mask, d.beta)
+            terms["layer"], _ = projected_layerwise_loss(projected, teacher, batch.layer_mask, d.beta)
         if want_decode:
-            k = self.decode_pair
-            projected = self.heads.heads[k](student[k].to(self.heads.heads[k].weight.dtype))
-            terms["decode"] = self.decoder_loss(projected, span_mask(s.audio_spans, student[k].shape[1]).to(
-                projected.device), batch.decode_targets)
+            states = projected[self.decode_pair]
+            terms["decode"] = self.decoder_loss(states, span_mask(s.audio_spans, states.shape[1]).to(states.device),
+                                                batch.decode_targets)
         if want_state:
             width = batch.shared_suffix.shape[1]
             mine = [out.hidden_states[layer][:, -width:] for layer in self.state_layers] if width else []
@@ -203,7 +203,7 @@ class DistillModule(nn.Module):
             terms["kl"] = response_kl(logits, base_logits, batch.response_mask, d.kl_temperature)
         if with_responses and (d.w_ce > 0 or not self.training):
             terms["ce"] = response_ce(logits, batch.responses, batch.response_mask)
-        return terms, student, teacher, logits
+        return terms, projected, teacher, logits
 
     def forward(self, batch: Batch, base: BaseTargets | None = None) -> dict[str, torch.Tensor]:
         with_responses = batch.responses is not None and self.distill.needs_response
@@ -214,11 +214,10 @@ class DistillModule(nn.Module):
     def eval_sums(self, batch: Batch, base: BaseTargets | None) -> dict[str, Any]:
         """Sums over this batch for the validation metrics (the caller divides after reducing)."""
         with_responses = batch.responses is not None
-        terms, student, teacher, logits = self._run(batch, base, with_responses)
+        terms, projected, teacher, logits = self._run(batch, base, with_responses)
         out: dict[str, Any] = {"items": batch.size}
-        if student is not None:
+        if projected is not None:
             n = float(batch.layer_mask.sum())
-            projected = self.heads(student)
             out["layer_positions"] = n
             out["layer_sum"] = float(terms["layer"]) * n
             # cosine on layer-normalised features = 1 - the loss with beta 0
