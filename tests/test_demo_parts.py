@@ -303,6 +303,18 @@ def test_llm_training_can_continue_from_a_saved_llm(tmp_path):
         lm.train_llm(tmp_path / "none", cfg=lm.LLMTrainConfig.quick(steps=1, init_from=str(tmp_path / "missing")))
 
 
+def test_llm_training_takes_more_threads_when_told(tmp_path):
+    before = torch.get_num_threads()
+    answers = iter([1, 2, 2])  # asked at steps 0, 50 and 100: the second core comes free after step 0
+    events = []
+    try:
+        lm.train_llm(tmp_path / "llm", seed=0, cfg=lm.LLMTrainConfig.quick(steps=101, eval_splits=()), threads=1,
+                     threads_now=lambda: next(answers), report=events.append)
+        assert [e["threads"] for e in events if e["event"] == "step"] == [1, 2, 2]
+    finally:
+        torch.set_num_threads(before)
+
+
 # ----------------------------------------------------------------------- tiny Whisper
 
 

@@ -346,15 +346,18 @@ def _progress_line(name: str, ev: dict) -> str | None:
     """One log line for a model-training progress event (every 500th step, evals, the end)."""
     kind = ev.get("event")
     if kind == "step" and ev.get("step", 0) % 500 == 0:
-        return f"   [{name}] step {ev['step']} loss {ev['loss']:.4f} ({ev.get('elapsed_s', 0):.0f} s)"
+        threads = f", {ev['threads']} threads" if "threads" in ev else ""
+        return f"   [{name}] step {ev['step']} loss {ev['loss']:.4f} ({ev.get('elapsed_s', 0):.0f} s{threads})"
     if kind in ("eval", "done"):
         keep = {k: v for k, v in ev.items() if k not in ("event", "per_family")}
         return f"   [{name}] {kind}: {json.dumps(keep)}"
     return None
 
 
-def _train_model(kind: str, out: str, data: str, quick: bool, threads: int) -> None:
-    """Train the LLM or the teacher ASR into ``out`` (runs in its own process when the two run side by side)."""
+def _train_model(kind: str, out: str, data: str, quick: bool, threads: int, spare_core=None) -> None:
+    """Train the LLM or the teacher ASR into ``out`` (runs in its own process when the two run side by side).
+
+    ``spare_core`` (an Event, set when the other process is done) lets the LLM take a second thread then."""
     from . import asr, lm
 
     def report(ev: dict) -> None:
@@ -363,7 +366,8 @@ def _train_model(kind: str, out: str, data: str, quick: bool, threads: int) -> N
             print(line, flush=True)
 
     if kind == "llm":
-        lm.train_llm(out, quick=quick, threads=threads, report=report)
+        grow = (lambda: threads + 1 if spare_core.is_set() else threads) if spare_core is not None else None
+        lm.train_llm(out, quick=quick, threads=threads, report=report, threads_now=grow)
     else:
         asr.train_whisper(data, out, quick=quick, threads=threads, report=report)
 
@@ -372,7 +376,9 @@ def _train_models(todo: list[tuple[str, Path]], data: Path, quick: bool, jobs: i
     """Train the LLM and the teacher; side by side in two processes of one thread each when ``jobs >= 2``.
 
     Both models are small, so one PyTorch thread each uses two cores better than two threads on
-    one model after the other (measured: see the README's demo section).
+    one model after the other (measured: see the README's demo section). The teacher is done
+    first (about 830 s of the LLM's 3160 s on the full build); the LLM then trains on two threads,
+    1.6x faster than on one (measured on 300 steps).
     """
     if len(todo) < 2 or jobs < 2:
         for kind, out in todo:
@@ -380,17 +386,24 @@ def _train_models(todo: list[tuple[str, Path]], data: Path, quick: bool, jobs: i
         return
     import multiprocessing
 
+    from multiprocessing.connection import wait
+
     ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited torch thread pools
-    procs = [(kind, ctx.Process(target=_train_model, args=(kind, str(out), str(data), quick, 1), name=kind))
-             for kind, out in todo]
+    spare_core = ctx.Event()
+    procs = [(kind, ctx.Process(target=_train_model, args=(kind, str(out), str(data), quick, 1, spare_core),
+                                name=kind)) for kind, out in todo]
     for _, p in procs:
         p.start()
     failed = []
     try:
-        for kind, p in procs:
-            p.join()
-            if p.exitcode != 0:
-                failed.append(f"{kind} (exit status {p.exitcode})")
+        running = {p.sentinel: (kind, p) for kind, p in procs}
+        while running:
+            for sentinel in wait(list(running)):
+                kind, p = running.pop(sentinel)
+                p.join()
+                if p.exitcode != 0:
+                    failed.append(f"{kind} (exit status {p.exitcode})")
+            spare_core.set()  # one is done: its core is free for the other
     finally:
         for _, p in procs:
             if p.is_alive():

@@ -388,13 +388,16 @@ def evaluate_text(model, tokenizer, split: str, limit: int | None = None) -> dic
 
 
 def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cfg: LLMTrainConfig | None = None,
-              report: ReportFn | None = None, threads: int | None = None) -> Path:
+              report: ReportFn | None = None, threads: int | None = None,
+              threads_now: Callable[[], int] | None = None) -> Path:
     """Train the demo tokenizer and LLM; save both to ``out_dir``; return ``out_dir``.
 
     ``out_dir`` then holds ``config.json``, ``model.safetensors``, ``generation_config.json``,
     the tokenizer files and ``llm_report.json`` (config, parameter count, loss curve, time and
     the exact-match scores of ``cfg.eval_splits``). ``report`` receives progress dicts
-    (``{"event": "step" | "eval" | "done", ...}``), e.g. to print JSON lines.
+    (``{"event": "step" | "eval" | "done", ...}``), e.g. to print JSON lines. ``threads_now``, when
+    given, is asked every 50 steps how many PyTorch threads to train with from then on (the demo
+    build hands the LLM the teacher's core once the teacher is done); step events carry ``threads``.
     """
     cfg = cfg or (LLMTrainConfig.quick() if quick else LLMTrainConfig())
     if threads:
@@ -485,8 +488,11 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
         opt.step()
         losses.append(float(out.loss.detach()))
         if step % 50 == 0 or step == cfg.steps - 1:
+            wanted = threads_now() if threads_now is not None else None
+            if wanted and wanted != torch.get_num_threads():
+                torch.set_num_threads(wanted)
             report({"event": "step", "step": step, "loss": losses[-1], "lr": lr,
-                    "elapsed_s": round(time.time() - t0, 1)})
+                    "elapsed_s": round(time.time() - t0, 1), "threads": torch.get_num_threads()})
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
             res = evaluate_text(model, tokenizer, "valid", cfg.eval_limit)
             evals.append({"step": step + 1, "valid": res["accuracy"], "per_family": res["per_family"]})
