@@ -390,8 +390,6 @@ def layerwise_loss(
     Returns (total, per_pair): total is the 0-dim mean; per_pair the K unweighted
     0-dim losses (still attached; call .item() to log them).
     """
-    if len(teacher_states) != len(student_states):
-        raise ValueError(f"{len(student_states)} student states but {len(teacher_states)} teacher states")
     return projected_layerwise_loss(heads(student_states), teacher_states, mask, beta)
 
 
@@ -400,7 +398,7 @@ def projected_layerwise_loss(projected: Sequence[Tensor], teacher_states: Sequen
     """layerwise_loss for student states already through the heads (``heads(student_states)``), for a caller
     that reads the projections again (the teacher-decoder term, the validation cosines)."""
     if len(teacher_states) != len(projected):
-        raise ValueError(f"{len(projected)} projected states but {len(teacher_states)} teacher states")
+        raise ValueError(f"{len(projected)} student states but {len(teacher_states)} teacher states")
     per_pair = [layer_alignment_loss(s, t, mask, beta) for s, t in zip(projected, teacher_states)]
     return torch.stack(per_pair).mean(), per_pair
 

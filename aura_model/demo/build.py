@@ -385,7 +385,6 @@ def _train_models(todo: list[tuple[str, Path]], data: Path, quick: bool, jobs: i
             _train_model(kind, str(out), str(data), quick, threads)
         return
     import multiprocessing
-
     from multiprocessing.connection import wait
 
     ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited torch thread pools
