@@ -277,7 +277,8 @@ def load_bundle(bundle_dir: str | Path, runtime: RuntimeConfig | None = None, ba
                         f"{str(exc).splitlines()[0]}") from exc
     llm.eval()
     embedding = load_embedding(bundle_dir, cfg, llm.get_input_embeddings().weight.shape[1], resolved.device)
-    return Loaded(AuraModel(llm, embedding), tokenizer, cfg, resolved, base_ref, bundle_dir, meta)
+    aura = AuraModel(llm, embedding, cfg.prompt.audio_attention)
+    return Loaded(aura, tokenizer, cfg, resolved, base_ref, bundle_dir, meta)
 
 
 def load_base_only(base: str, runtime: RuntimeConfig | None = None, trust_remote_code: bool = False) -> Loaded:

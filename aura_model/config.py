@@ -166,6 +166,9 @@ class RuntimeConfig(_Config):
                f"compute_dtype must be auto, float32, bfloat16 or float16, got {self.compute_dtype!r}")
 
 
+AUDIO_ATTENTION = ("bidirectional", "causal")
+
+
 @dataclass
 class PromptConfig(_Config):
     """How an audio turn is written into the chat template."""
@@ -178,9 +181,16 @@ class PromptConfig(_Config):
     # it was trained on; about 1 / (audio tokens per transcript token) packs a clip into the positions its
     # transcript would fill. Fractional positions are fine for RoPE; 1 = one position per audio token.
     audio_position_step: float = 1.0
+    # How the audio tokens of one clip see each other. "bidirectional": every audio token attends to the whole
+    # clip, as the teacher's encoder does (Whisper hears a word with what follows it); text stays causal and the
+    # clip is fully known before the LLM runs, so decoding is unchanged. "causal": the LLM's own left-to-right
+    # mask, as bundles from before this setting were trained.
+    audio_attention: str = "bidirectional"
 
     def __post_init__(self) -> None:
         _check(bool(self.placeholder.strip()), "placeholder must be non-empty text")
+        _check(self.audio_attention in AUDIO_ATTENTION,
+               f"audio_attention must be one of {', '.join(AUDIO_ATTENTION)}, got {self.audio_attention!r}")
         step = self.audio_position_step
         _check(isinstance(step, (int, float)) and not isinstance(step, bool) and 0 < step <= 1,
                f"audio_position_step must be in (0, 1], got {step!r}")
@@ -224,5 +234,6 @@ class ModelConfig(_Config):
             # bundles written before output_norm existed have none: read them as they were trained
             embedding=EmbeddingConfig.from_dict({"output_norm": False, **(data.get("embedding") or {})}),
             lora=LoraSettings.from_dict(data.get("lora")),
-            prompt=PromptConfig.from_dict(data.get("prompt")),
+            # bundles written before audio_attention existed were trained with the causal mask
+            prompt=PromptConfig.from_dict({"audio_attention": "causal", **(data.get("prompt") or {})}),
         )

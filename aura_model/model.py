@@ -54,13 +54,38 @@ def sample_next(logits: torch.Tensor, gen: GenerationSettings, generator: torch.
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-class AuraModel(nn.Module):
-    """LLM (optionally a PeftModel carrying the AuRA LoRA) + AudioEmbedding."""
+def span_attention_mask(attention_mask: torch.Tensor, audio_spans: Sequence[Sequence[tuple[int, int]]],
+                        dtype: torch.dtype) -> torch.Tensor:
+    """(B, L) padding mask + audio spans -> (B, 1, L, L) additive mask: causal, except that the tokens of one
+    audio span all see each other (the clip is read as a whole, like the teacher's encoder reads it).
 
-    def __init__(self, llm: nn.Module, embedding: AudioEmbedding):
+    Padding keys are masked; every query keeps its own position, so a padding row stays finite.
+    """
+    b, length = attention_mask.shape
+    dev = attention_mask.device
+    pos = torch.arange(length, device=dev)
+    allowed = (pos[None, :] <= pos[:, None]).expand(b, length, length).clone()  # (B, query, key)
+    for row, spans in enumerate(audio_spans):
+        for start, n in spans:
+            allowed[row, start:start + n, start:start + n] = True
+    allowed &= attention_mask.bool()[:, None, :]
+    allowed |= torch.eye(length, dtype=torch.bool, device=dev)[None]
+    mask = torch.zeros((b, 1, length, length), dtype=dtype, device=dev)
+    return mask.masked_fill(~allowed[:, None], torch.finfo(dtype).min)
+
+
+class AuraModel(nn.Module):
+    """LLM (optionally a PeftModel carrying the AuRA LoRA) + AudioEmbedding.
+
+    ``audio_attention`` (PromptConfig.audio_attention): "bidirectional" lets the tokens of each audio span attend to
+    the whole span; "causal" keeps the LLM's own mask everywhere.
+    """
+
+    def __init__(self, llm: nn.Module, embedding: AudioEmbedding, audio_attention: str = "causal"):
         super().__init__()
         self.llm = llm
         self.embedding = embedding
+        self.bidirectional_audio = audio_attention == "bidirectional"
 
     # ------------------------------------------------------------------ properties
     @property
@@ -117,8 +142,11 @@ class AuraModel(nn.Module):
             audio_embeds, _ = self.embed_audio(features, frame_lengths)
         embeds = self.input_embeddings(input_ids, audio_spans, audio_embeds)
         dev = embeds.device
+        attention_mask = attention_mask.to(dev)
+        if self.bidirectional_audio and audio_spans and any(audio_spans):
+            attention_mask = span_attention_mask(attention_mask, audio_spans, embeds.dtype)
         return self.llm(
-            inputs_embeds=embeds, attention_mask=attention_mask.to(dev),
+            inputs_embeds=embeds, attention_mask=attention_mask,
             position_ids=None if position_ids is None else position_ids.to(dev), **llm_kwargs,
         )
 

@@ -56,7 +56,7 @@ def build_model(base_dir: Path, cfg: ModelConfig | None = None, runtime: Runtime
     d_model = llm.get_input_embeddings().weight.shape[1]
     torch.manual_seed(seed)
     embedding = AudioEmbedding(cfg.audio.n_mels, d_model, cfg.embedding).eval()
-    model = AuraModel(attach_lora(llm, cfg.lora), embedding).eval()
+    model = AuraModel(attach_lora(llm, cfg.lora), embedding, cfg.prompt.audio_attention).eval()
     randomize_lora(model, seed + 1)
     return model, load_tokenizer(base_dir), cfg
 

@@ -159,6 +159,46 @@ def test_packed_audio_positions_change_the_answer_and_decode_alike(bundle):
     assert batch == alone == streamed
 
 
+def test_span_attention_mask_opens_each_audio_span_and_nothing_else():
+    from aura_model.model import span_attention_mask
+
+    padding = torch.tensor([[0, 0, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1]])
+    spans = [[(3, 3)], [(1, 2), (5, 2)]]
+    mask = span_attention_mask(padding, spans, torch.float32)
+    assert mask.shape == (2, 1, 8, 8)
+    allowed = mask[:, 0] == 0  # (B, query, key)
+    expected = torch.tril(torch.ones(8, 8, dtype=torch.bool)).repeat(2, 1, 1)
+    expected[0, 3:6, 3:6] = True
+    expected[1, 1:3, 1:3] = True
+    expected[1, 5:7, 5:7] = True  # two clips: each sees itself whole, the later one sees the earlier causally
+    expected[0, :, :2] = False  # padding is never a key...
+    expected[0, :2, :2] = torch.eye(2, dtype=torch.bool)  # ...except for itself, so its row stays finite
+    assert torch.equal(allowed, expected)
+    assert mask.min() == torch.finfo(torch.float32).min
+
+
+def test_bidirectional_audio_lets_early_audio_hear_the_end_of_the_clip(bundle):
+    """Causal: the first audio position's output ignores the rest of the clip. Bidirectional: it depends on it.
+    Either way the text before the span is untouched, and batched, single and streamed decoding agree."""
+    runs = {}
+    for attention in ("causal", "bidirectional"):
+        asst = Assistant.open(bundle[0], runtime=RuntimeConfig(device="cpu", quantization="none"))
+        asst.model.bidirectional_audio = attention == "bidirectional"
+        a, b = clip(1.0, seed=3), clip(1.0, seed=3).copy()
+        b[8000:] = 0.2 * clip(0.5, seed=4)  # same first half, another (quieter: same clip maximum) second half
+        la, ea = _logits(asst, a)
+        lb, _ = _logits(asst, b)
+        (start, n), = ea.audio_spans[0]
+        assert_close(la[:start], lb[:start], atol=0, rtol=0, what=f"{attention}: text before the span")
+        runs[attention] = (la[start] - lb[start]).abs().max().item()
+        gen = GenerationSettings(max_new_tokens=8)
+        clips = [clip(0.6, seed=5), a]
+        assert asst.answer_batch(clips, gen=gen) == [asst.answer(audio=c, gen=gen) for c in clips] == \
+            ["".join(asst.stream(audio=c, gen=gen)) for c in clips]
+    assert runs["causal"] == 0.0
+    assert runs["bidirectional"] > 1e-4
+
+
 def test_placeholder_count_must_match_clips():
     proc = AuraProcessor(tiny_tokenizer())
     with pytest.raises(AuraError, match="1 audio placeholder"):
@@ -331,6 +371,17 @@ def test_4bit_path_runs_and_stays_close(arch, tmp_path):
 
 
 # ---------------------------------------------------------------------- bundle errors
+def test_bundle_keeps_its_audio_attention(bundle, assistant, tmp_path):
+    assert assistant.config.prompt.audio_attention == "bidirectional" and assistant.model.bidirectional_audio
+    cfg = ModelConfig()
+    cfg.prompt.audio_attention = "causal"
+    target = save_bundle(tmp_path / "causal", assistant.model, assistant.loaded.tokenizer, cfg, base_id="x",
+                         include_base=bundle[1])
+    reopened = Assistant.open(target, runtime=RuntimeConfig(device="cpu", quantization="none"))
+    assert read_bundle_config(target)["model"]["prompt"]["audio_attention"] == "causal"
+    assert not reopened.model.bidirectional_audio
+
+
 def test_bundle_records_what_it_needs(bundle):
     meta = read_bundle_config(bundle[0])
     assert meta["base"]["fingerprint"]["num_hidden_layers"] == 4
@@ -403,6 +454,11 @@ def test_config_validation_names_the_bad_value():
         with pytest.raises(AuraError, match=f"audio_position_step must be in \\(0, 1\\], got {bad}"):
             PromptConfig(audio_position_step=bad)
     assert ModelConfig.from_dict({"prompt": {"placeholder": "<|audio|>"}}).prompt.audio_position_step == 1.0
+    # bundles from before the setting were trained with the causal mask; new ones default to bidirectional
+    assert ModelConfig.from_dict({"prompt": {"placeholder": "<|audio|>"}}).prompt.audio_attention == "causal"
+    assert ModelConfig().prompt.audio_attention == "bidirectional"
+    with pytest.raises(AuraError, match="audio_attention must be one of bidirectional, causal, got 'full'"):
+        PromptConfig(audio_attention="full")
     with pytest.raises(AuraError, match="unknown field"):
         AudioConfig.from_dict({"sample_rat": 1})
     cfg = ModelConfig()

@@ -539,7 +539,7 @@ class Trainer:
                 self._init_stem(embedding)
             embedding = embedding.to(device)
             llm = attach_lora(llm, cfg.lora)
-            self.aura = AuraModel(llm, embedding)
+            self.aura = AuraModel(llm, embedding, cfg.prompt.audio_attention)
             heads = (ProjectionHeads(self.layer_map, self.d_student, self.info.width).to(device)
                      if self.layer_map else None)
             ctc_head = None
