@@ -107,7 +107,39 @@ def test_synthesis_writes_16k_mono_clips_and_consistent_listings(spoken):
         x, _ = sf.read(str(out / "train" / r["audio"]), dtype="float32")
         assert 0.2 < np.abs(x).max() <= 1.0
         assert np.abs(x[:400]).max() > 0, "noise is added everywhere, pauses included"
+        _check_word_times(r, m, x, synth.item_plan("train", r["index"], ONCE))
     assert r["voice"] in domain.VOICES["train"]
+
+
+def _check_word_times(row: dict, meta: dict, x: np.ndarray, plan: dict) -> None:
+    """Word timings spell the text, follow each other, start after the pause put in front and end inside the clip;
+    the speech is louder inside the words than in the pause before them."""
+    words = row["words"]
+    assert words == meta["words"]
+    assert " ".join(w for w, _, _ in words) == row["text"]
+    bounds = [s for _, s, _ in words] + [words[-1][2]]
+    assert all(a <= b for a, b in zip(bounds, bounds[1:]))
+    assert all(e == s2 for (_, _, e), (_, s2, _) in zip(words, words[1:]))  # a word ends where the next starts
+    assert words[0][1] == pytest.approx(plan["pad_before_s"], abs=0.01)
+    assert words[-1][2] <= row["duration_s"] - plan["pad_after_s"] + 0.01
+    sr = 16000
+    before = x[: int(plan["pad_before_s"] * sr)]
+    inside = x[int(words[0][1] * sr): int(words[-1][2] * sr)]
+    assert np.sqrt(np.mean(inside ** 2)) > 3 * np.sqrt(np.mean(before ** 2))
+
+
+def test_word_bounds_share_a_merged_word_span_by_characters():
+    from aura_model.demo.word_times import word_bounds
+
+    words = ["turn", "on", "the", "bedroom", "fan"]  # character offsets 1, 6, 9, 13, 21
+    # espeak-ng gave no event for "the" (merged into its neighbour); samples relative to the untrimmed audio
+    bounds = word_bounds(words, {1: 100, 6: 1100, 13: 2100, 21: 4100}, speech=(100, 5100))
+    assert bounds[:2] == [0.0, 1000.0]
+    assert bounds[2:4] == pytest.approx([1000 + 1000 * 2 / 5, 2000.0])  # "on" + "the" share 1000 samples 2:3
+    assert bounds[4:] == [4000.0, 5000.0]
+    # no event at all: the whole speech split by characters; the first event is clamped into the speech
+    assert word_bounds(["ab", "c"], {}, speech=(0, 300)) == pytest.approx([0.0, 200.0, 300.0])
+    assert word_bounds(["ab", "c"], {1: 0, 4: 250}, speech=(50, 350))[:2] == [0.0, 200.0]
 
 
 @needs_espeak
@@ -190,11 +222,28 @@ def test_stretched_request_repeats_the_request_tokens_and_keeps_the_answer():
     dropped, _ = lm.stretch_request((x, y), bounds, tok.pad_token_id, 1, 0.0, torch.Generator().manual_seed(0),
                                     drop_rate=0.99)
     assert len(dropped) < len(x)
+    # blank_max > 1: runs of 1..blank_max blanks after tokens, 0..blank_max before the first, the tokens once each
+    runs: set[int] = set()
+    for seed in range(20):
+        bx, by = lm.stretch_request((x, y), bounds, tok.pad_token_id, 1, 1.0, torch.Generator().manual_seed(seed),
+                                    blank_max=4)
+        content = bx[bounds[0]: len(bx) - (len(x) - bounds[0] - len(request))]
+        assert [t for t in content if t != tok.pad_token_id] == request
+        assert [t for t in by if t != -100] == [t for t in y if t != -100]
+        run = 0
+        for t in content + [-1]:
+            if t == tok.pad_token_id:
+                run += 1
+            else:
+                runs.add(run)
+                run = 0
+    assert runs == {0, 1, 2, 3, 4}  # leading runs may be empty; every run after a token holds 1..4
 
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"stretch_fraction": 1.5}, r"stretch_fraction 1\.5 and blank_rate 0\.25 must be fractions"),
-    ({"stretch_max": 0}, r"stretch_max 0 >= 1"),
+    ({"stretch_max": 0}, r"stretch_max 0 and blank_max 1 >= 1"),
+    ({"blank_max": 0}, r"blank_max 0 >= 1"),
     ({"pack_tokens": -1}, r"pack_tokens must be >= 0 \(0 = no packing\), got -1"),
     ({"phoneme_fraction": -0.1}, r"phoneme_fraction -0\.1 and phoneme_drop_rate 0\.1 must be fractions"),
     ({"phoneme_drop_rate": 1.0}, r"phoneme_drop_rate 1\.0 must be fractions"),

@@ -76,7 +76,9 @@ class LLMTrainConfig:
     #   every answer scored (no padding waste, and each turn after the first has context); the history_* fields
     #   and batch composition by knowledge_fraction then apply per turn instead of per example
     stretch_max: int = 4  # most copies of one request token in a stretched request
-    blank_rate: float = 0.25  # chance of a blank (pad) token after each token of a stretched request
+    blank_rate: float = 0.25  # chance of blank (pad) tokens after each token of a stretched request
+    blank_max: int = 1  # most blanks put after a token at once (1..blank_max drawn), and before the first token
+    #   (0..blank_max) when > 1: the shape of a word on an audio span, one token where it ends and blanks elsewhere
     phoneme_fraction: float = 0.0  # share of request examples spelled as phonemes (see .phonemes) instead of words
     phoneme_accents: tuple[str, ...] = ("en-us", "en", "en-gb-x-rp")  # espeak-ng pronunciations the spellings use
     phoneme_max_copies: int = 2  # each phoneme of a spelling repeated 1..this many times (sounds last 1-2 audio tokens)
@@ -117,9 +119,10 @@ class LLMTrainConfig:
             raise AuraError(f"LLMTrainConfig.history_fraction must be in [0, 1], got {self.history_fraction}")
         if self.max_history < 1:
             raise AuraError(f"LLMTrainConfig.max_history must be >= 1, got {self.max_history}")
-        if not 0 <= self.stretch_fraction <= 1 or self.stretch_max < 1 or not 0 <= self.blank_rate < 1:
+        if (not 0 <= self.stretch_fraction <= 1 or self.stretch_max < 1 or not 0 <= self.blank_rate <= 1
+                or self.blank_max < 1):
             raise AuraError(f"LLMTrainConfig: stretch_fraction {self.stretch_fraction} and blank_rate {self.blank_rate} "
-                            f"must be fractions, stretch_max {self.stretch_max} >= 1")
+                            f"must be fractions, stretch_max {self.stretch_max} and blank_max {self.blank_max} >= 1")
         if self.pack_tokens < 0:
             raise AuraError(f"LLMTrainConfig.pack_tokens must be >= 0 (0 = no packing), got {self.pack_tokens}")
         if not 0 <= self.phoneme_fraction <= 1 or not 0 <= self.phoneme_drop_rate < 1 or self.phoneme_max_copies < 1:
@@ -270,19 +273,24 @@ def content_bounds(tokenizer) -> tuple[int, int]:
 
 
 def stretch_request(example: tuple[list[int], list[int]], bounds: tuple[int, int], blank_id: int, max_copies: int,
-                    blank_rate: float, gen: torch.Generator, drop_rate: float = 0.0) -> tuple[list[int], list[int]]:
+                    blank_rate: float, gen: torch.Generator, drop_rate: float = 0.0,
+                    blank_max: int = 1) -> tuple[list[int], list[int]]:
     """The example with its request tokens repeated 1..max_copies times each (dropped with ``drop_rate``)
-    and blanks between some."""
+    and 1..blank_max blanks after some (and 0..blank_max before the first when blank_max > 1)."""
     x, y = example
     prompt_len = next((i for i, v in enumerate(y) if v != -100), len(y))
     start, end = bounds[0], prompt_len - bounds[1]
-    content: list[int] = []
+
+    def blanks(low: int) -> list[int]:
+        return [blank_id] * (int(torch.randint(low, blank_max + 1, (), generator=gen)) if blank_max > 1 else 1)
+
+    content: list[int] = blanks(0) if blank_max > 1 else []
     for tok in x[start:end]:
         if drop_rate and float(torch.rand((), generator=gen)) < drop_rate:
             continue
         content += [tok] * int(torch.randint(1, max_copies + 1, (), generator=gen))
         if float(torch.rand((), generator=gen)) < blank_rate:
-            content.append(blank_id)
+            content += blanks(1)
     new_x = x[:start] + content + x[end:]
     return new_x, [-100] * (len(new_x) - (len(x) - prompt_len)) + y[prompt_len:]
 
@@ -440,7 +448,8 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
             return stretch_request(twin, bounds, tokenizer.pad_token_id, cfg.phoneme_max_copies, cfg.blank_rate, gen,
                                    cfg.phoneme_drop_rate)
         if cfg.stretch_fraction and float(torch.rand((), generator=gen)) < cfg.stretch_fraction:
-            return stretch_request(example, bounds, tokenizer.pad_token_id, cfg.stretch_max, cfg.blank_rate, gen)
+            return stretch_request(example, bounds, tokenizer.pad_token_id, cfg.stretch_max, cfg.blank_rate, gen,
+                                   blank_max=cfg.blank_max)
         return example
 
     def packed_row(knowledge_only: bool) -> tuple[list[int], list[int]]:

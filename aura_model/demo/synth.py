@@ -17,9 +17,11 @@ Layout of one split folder (``<out_dir>/<split>/``), a Hugging Face ``audiofolde
 
     wavs/train_00017.wav, wavs/train_00017_r1.wav, ...
     manifest.jsonl      {"audio": "wavs/train_00017.wav", "text", "answer", "family", "index", "rendition",
-                         "voice", "rate_wpm", "pitch", "noise", "snr_db", "duration_s"}
+                         "voice", "rate_wpm", "pitch", "noise", "snr_db", "duration_s", "words"}
     metadata.jsonl      {"file_name": "wavs/train_00017.wav", "transcription", "text",
-                         "answer", "family"}   (what ``load_dataset("audiofolder")`` reads)
+                         "answer", "family", "words"}   (what ``load_dataset("audiofolder")`` reads)
+    words.jsonl         {"audio", "words"}: when each word is spoken, [[word, start_s, end_s], ...]
+                        (:mod:`.word_times`), kept so a re-run times only new clips
     synth_settings.json the settings the wavs were made with
 
 Re-running is cheap: a wav that exists (with unchanged settings) is not synthesised or
@@ -268,6 +270,7 @@ def synthesize_split(split: str, out_dir: str | os.PathLike, quick: bool = False
             with ThreadPoolExecutor(max_workers=jobs) as pool:
                 list(pool.map(work, todo))  # list() re-raises the first failure
 
+    words = _word_times(split_dir, plans, cfg, fresh=stale)
     manifest, metadata = [], []
     for p in plans:
         rel = "wavs/" + wav_name(split, p["index"], p["rendition"])
@@ -276,13 +279,37 @@ def synthesize_split(split: str, out_dir: str | os.PathLike, quick: bool = False
             "audio": rel, "text": p["text"], "answer": p["answer"], "family": p["family"],
             "index": p["index"], "rendition": p["rendition"], "voice": p["voice"], "rate_wpm": p["rate_wpm"], "pitch": p["pitch"],
             "noise": p["noise"], "snr_db": p["snr_db"], "duration_s": round(info.frames / info.samplerate, 3),
+            "words": words[rel],
         })
         metadata.append({"file_name": rel, "transcription": p["text"], "text": p["text"],
-                         "answer": p["answer"], "family": p["family"]})
+                         "answer": p["answer"], "family": p["family"], "words": words[rel]})
     manifest_path = split_dir / "manifest.jsonl"
     _write_if_changed(manifest_path, _jsonl(manifest))
     _write_if_changed(split_dir / "metadata.jsonl", _jsonl(metadata))
     return manifest_path
+
+
+def _word_times(split_dir: Path, plans: list[dict], cfg: SynthConfig, fresh: bool) -> dict[str, list]:
+    """``{wav path relative to the split: [[word, start_s, end_s], ...]}`` for every plan (:mod:`.word_times`).
+
+    Kept in ``words.jsonl`` beside the wavs, so a re-run only times clips it has not timed (all of them when the
+    synthesis settings changed)."""
+    from .word_times import word_times
+
+    path = split_dir / "words.jsonl"
+    known: dict[str, list] = {}
+    if path.is_file() and not fresh:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line) if line.strip() else None
+            if isinstance(row, dict) and isinstance(row.get("audio"), str):
+                known[row["audio"]] = row.get("words")
+    out = {}
+    for p in plans:
+        rel = "wavs/" + wav_name(p["split"], p["index"], p["rendition"])
+        out[rel] = known.get(rel) or word_times(p["text"], p["voice"], p["rate_wpm"], p["pitch"], cfg.trim_db,
+                                                p["pad_before_s"])
+    _write_if_changed(path, _jsonl([{"audio": rel, "words": w} for rel, w in out.items()]))
+    return out
 
 
 def synthesize_all(out_dir: str | os.PathLike, quick: bool = False, jobs: int = 2,
