@@ -94,3 +94,20 @@ def test_distillation_flags_start_the_stem_from_the_teacher(tmp_path):
     assert flags[flags.index("--distill.stem_from_teacher") + 1] == "true"
     assert flags[flags.index("--distill.w_layer") + 1] == str(FULL.w_layer)
     assert "--embedding.conv_channels" not in FULL.flags(1, None)  # an unreadable teacher: the default stem
+
+
+def test_distillation_flags_are_what_the_trainer_reads(tmp_path):
+    """The plan's flags parse into the trainer's settings: rank-32 LoRA on attention and MLP, bidirectional audio."""
+    import argparse
+
+    from aura_model.demo.build import FULL
+    from aura_model.train.command import add_arguments, spec_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--teacher", "t", "--student", "s", "--data", str(tmp_path), "--output",
+                              str(tmp_path / "out"), *FULL.flags(1, 128)])
+    spec = spec_from_args(args)
+    assert (spec.model.lora.r, spec.model.lora.include_mlp) == (FULL.lora_r, FULL.lora_mlp) == (32, True)
+    assert spec.model.prompt.audio_attention == "bidirectional"
+    assert (spec.train.max_steps, spec.train.batch_size, spec.distill.w_layer) == (FULL.steps, FULL.batch_size, 3.0)
