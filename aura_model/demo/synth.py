@@ -293,7 +293,7 @@ def _word_times(split_dir: Path, plans: list[dict], cfg: SynthConfig, fresh: boo
     """``{wav path relative to the split: [[word, start_s, end_s], ...]}`` for every plan (:mod:`.word_times`).
 
     Kept in ``words.jsonl`` beside the wavs, so a re-run only times clips it has not timed (all of them when the
-    synthesis settings changed)."""
+    synthesis settings changed, and any whose last word does not end where the clip's speech does)."""
     from .word_times import word_times
 
     path = split_dir / "words.jsonl"
@@ -304,10 +304,16 @@ def _word_times(split_dir: Path, plans: list[dict], cfg: SynthConfig, fresh: boo
             if isinstance(row, dict) and isinstance(row.get("audio"), str):
                 known[row["audio"]] = row.get("words")
     out = {}
+    sr = cfg.sample_rate
     for p in plans:
         rel = "wavs/" + wav_name(p["split"], p["index"], p["rendition"])
-        out[rel] = known.get(rel) or word_times(p["text"], p["voice"], p["rate_wpm"], p["pitch"], cfg.trim_db,
-                                                p["pad_before_s"])
+        pads = int(p["pad_before_s"] * sr) + int(p["pad_after_s"] * sr)  # samples render() put around the speech
+        speech_s = (sf.info(str(split_dir / rel)).frames - pads) / sr
+        words = known.get(rel)
+        if not words or abs(words[-1][2] - p["pad_before_s"] - speech_s) > 2e-3:
+            words = word_times(p["text"], p["voice"], p["rate_wpm"], p["pitch"], cfg.trim_db, p["pad_before_s"],
+                               speech_s)
+        out[rel] = words
     _write_if_changed(path, _jsonl([{"audio": rel, "words": w} for rel, w in out.items()]))
     return out
 
