@@ -14,6 +14,7 @@ from torch import nn
 
 from .config import GenerationSettings, LoraSettings
 from .embedding import AudioEmbedding
+from .kv_cache import next_step_cache
 
 StopFlag = Callable[[], bool] | threading.Event | None
 
@@ -176,7 +177,7 @@ class AuraModel(nn.Module):
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], dim=1)
             position = position + 1
             out = self.llm(input_ids=next_id[:, None].to(dev), attention_mask=attention_mask, position_ids=position,
-                           past_key_values=out.past_key_values, use_cache=True)
+                           use_cache=True, **next_step_cache(out))
 
     @torch.no_grad()
     def generate_ids(self, input_ids, attention_mask, audio_spans=None, features=None, frame_lengths=None,

@@ -22,6 +22,7 @@ import torch
 from .audio import batch_waveforms, log_mel
 from .config import AudioConfig
 from .errors import AuraError
+from .kv_cache import next_step_cache
 
 
 def input_frames(model) -> int:
@@ -62,10 +63,10 @@ def greedy_decode_states(model, states: torch.Tensor, max_tokens: int | None = N
     step_ids = torch.full((b, 1), start, dtype=torch.long, device=device)
     done = torch.zeros(b, dtype=torch.bool, device=device)
     out: list[torch.Tensor] = []
-    past = None
+    past: dict = {}
     for _ in range(max_tokens):
-        step = model(encoder_outputs=encoder_out, decoder_input_ids=step_ids, past_key_values=past, use_cache=True)
-        past = step.past_key_values
+        step = model(encoder_outputs=encoder_out, decoder_input_ids=step_ids, use_cache=True, **past)
+        past = next_step_cache(step)
         nxt = step.logits[:, -1].argmax(-1)
         nxt = torch.where(done, torch.full_like(nxt, eot), nxt)
         out.append(nxt)
