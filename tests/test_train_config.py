@@ -125,3 +125,23 @@ def test_resume_differences_ignore_run_length_but_not_the_trajectory():
     diffs = spec_differences(a, c)
     assert any(d.startswith("train.lr 0.0002 -> 0.001") for d in diffs)
     assert any(d.startswith("lora.r 16 -> 4") for d in diffs)
+
+
+def test_trainer_entry_point_hides_the_bitsandbytes_import_warning():
+    """`python -m aura_model.train` does not pass through `aura`'s quieting: bitsandbytes' import-time warning about
+    an optional kernel it could not fetch must not reach the training log either."""
+    import logging
+
+    from aura_model.train.command import main
+
+    ops = logging.getLogger("bitsandbytes.backends.cpu.ops")  # the logger that warns
+    saved = logging.getLogger("bitsandbytes").level
+    try:
+        logging.getLogger("bitsandbytes").setLevel(logging.NOTSET)
+        assert ops.isEnabledFor(logging.WARNING)
+        with pytest.raises(SystemExit):
+            main(["--help"])
+        assert not ops.isEnabledFor(logging.WARNING)
+        assert ops.isEnabledFor(logging.ERROR)
+    finally:
+        logging.getLogger("bitsandbytes").setLevel(saved)
