@@ -136,7 +136,14 @@ class FolderSource(Source):
     def _walk(self) -> tuple[list[Path], list[Path]]:
         exts = tuple(e.lower() for e in self.cfg.extensions)
         audio, meta = [], []
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        seen: set[str] = set()  # real paths of the folders walked: a link back up (a loop) is walked once
+        # followlinks: a data set often keeps its audio in a linked folder on another disk ("wavs -> /data/wavs")
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
+            real = os.path.realpath(dirpath)
+            if real in seen:
+                dirnames[:] = []
+                continue
+            seen.add(real)
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
                 p = Path(dirpath) / name
