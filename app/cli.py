@@ -308,8 +308,9 @@ def _quiet_libraries() -> None:
 
     warnings.filterwarnings("ignore")
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    # bitsandbytes warns at import that an optional CPU kernel package is missing; it is optional
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    from aura_model.backends import quiet_kernel_warnings
+
+    quiet_kernel_warnings()  # optional kernels that bitsandbytes and transformers look for warn at import
     try:
         from transformers.utils import logging as hf_logging
 

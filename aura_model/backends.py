@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -14,6 +15,19 @@ import torch
 
 from .config import RuntimeConfig
 from .errors import AuraError
+
+
+# Loggers of optional kernel machinery that warn at import although nothing is wrong: bitsandbytes, on CPUs with
+# AVX512-BF16, that a Hub kernel could not be fetched ("Failed to load CPU gemm_4bit_forward ..."; it falls back to its
+# own), and the Hub `kernels` package transformers loads, in offline mode ("Skipping publisher trust check for
+# 'kernels-community/quantization-bitsandbytes' because Hugging Face Hub is in offline mode.").
+NOISY_KERNEL_LOGGERS = ("bitsandbytes", "kernels")
+
+
+def quiet_kernel_warnings() -> None:
+    """Keep those import-time warnings off the user's terminal and training logs; errors still show."""
+    for name in NOISY_KERNEL_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 @functools.lru_cache(maxsize=1)

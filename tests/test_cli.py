@@ -42,7 +42,9 @@ def test_chat_with_audio_streams_the_models_answer(bundle, wav):
         audio=str(wav), gen=GenerationSettings(max_new_tokens=8))
     assert done.stdout == expected + "\n"
     assert "first token" in done.stderr
-    assert "Traceback" not in done.stderr
+    # stderr is aura's own lines only: no library notices (the suite runs offline, where the `kernels` package
+    # that transformers loads announces "Skipping publisher trust check ... offline mode")
+    assert [line for line in done.stderr.splitlines() if not line.startswith("aura: ")] == []
 
 
 def test_chat_with_text_and_plain_base(bundle, tmp_path, capsys):

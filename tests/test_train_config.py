@@ -127,21 +127,26 @@ def test_resume_differences_ignore_run_length_but_not_the_trajectory():
     assert any(d.startswith("lora.r 16 -> 4") for d in diffs)
 
 
-def test_trainer_entry_point_hides_the_bitsandbytes_import_warning():
+def test_trainer_entry_point_hides_the_optional_kernel_import_warnings():
     """`python -m aura_model.train` does not pass through `aura`'s quieting: bitsandbytes' import-time warning about
-    an optional kernel it could not fetch must not reach the training log either."""
+    an optional kernel it could not fetch, and the `kernels` package's offline-mode notice, must not reach the
+    training log either; their errors still do."""
     import logging
 
+    from aura_model.backends import NOISY_KERNEL_LOGGERS
     from aura_model.train.command import main
 
-    ops = logging.getLogger("bitsandbytes.backends.cpu.ops")  # the logger that warns
-    saved = logging.getLogger("bitsandbytes").level
+    # the loggers that warn: bitsandbytes.backends.cpu.ops and kernels._internals.hf_hub
+    warners = [logging.getLogger("bitsandbytes.backends.cpu.ops"), logging.getLogger("kernels._internals.hf_hub")]
+    saved = {name: logging.getLogger(name).level for name in NOISY_KERNEL_LOGGERS}
     try:
-        logging.getLogger("bitsandbytes").setLevel(logging.NOTSET)
-        assert ops.isEnabledFor(logging.WARNING)
+        for name in NOISY_KERNEL_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        assert all(w.isEnabledFor(logging.WARNING) for w in warners)
         with pytest.raises(SystemExit):
             main(["--help"])
-        assert not ops.isEnabledFor(logging.WARNING)
-        assert ops.isEnabledFor(logging.ERROR)
+        assert not any(w.isEnabledFor(logging.WARNING) for w in warners)
+        assert all(w.isEnabledFor(logging.ERROR) for w in warners)
     finally:
-        logging.getLogger("bitsandbytes").setLevel(saved)
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import os
 import sys
 import traceback
 
+from .. import backends
 from ..errors import AuraError
 from .config import PATH_KEYS, SECTIONS, build_spec, field_comments, field_types
 from .loop import train
@@ -126,9 +126,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # bitsandbytes warns at import, on CPUs with AVX512-BF16, that an optional Hub kernel could not be fetched
-    # ("Failed to load CPU gemm_4bit_forward ..."); it falls back to its own, so the warning only alarms.
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    # optional kernels that bitsandbytes and transformers look for warn at import; nothing is wrong (see backends)
+    backends.quiet_kernel_warnings()
     parser = argparse.ArgumentParser(prog="aura train", description="Distill an ASR teacher into a LoRA-adapted LLM "
                                      "and write an AuRA adapter bundle.")
     add_arguments(parser)
