@@ -13,6 +13,7 @@ and links ``OUT/orig`` to the listed train split, so ``--data OUT`` trains on bo
 
 Measured with the shipped recipe (10 000 steps, README): 4000 arithmetic (20 147 clips) took held-out
 arithmetic from 18 % to 37 %, the test split 50.3 % -> 51.3 %.
+All of them (`--arithmetic 0`, 32 913 clips) at the same steps underfit: test 33.9 %, arithmetic 9 %.
 """
 from __future__ import annotations
 
