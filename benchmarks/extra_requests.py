@@ -52,17 +52,9 @@ def left_out(arithmetic: int) -> list:
 
 def plan(c, i: int, cfg: synth.SynthConfig) -> dict:
     """The clip recipe of extra request ``i``: a training voice, rate, pitch, pads, level and noise."""
-    r = np.random.default_rng(synth._seed("extra", i))
-    voices = domain.VOICES["train"]
-    lo, hi = domain.RATE_WPM
-    plo, phi = domain.PITCH
     return dict(text=c.text, answer=c.answer, family=c.family, split="train", index=i, rendition=0,
-                voice=voices[domain._h("voice", "extra", i) % len(voices)],
-                rate_wpm=lo + domain._h("rate", "extra", i) % (hi - lo + 1),
-                pitch=plo + domain._h("pitch", "extra", i) % (phi - plo + 1),
-                pad_before_s=float(r.uniform(*cfg.pad_s)), pad_after_s=float(r.uniform(*cfg.pad_s)),
-                peak=float(r.uniform(*cfg.peak)), noise="pink" if r.random() < cfg.pink_fraction else "white",
-                snr_db=round(float(r.uniform(*cfg.snr_db)), 2), noise_seed=synth._seed("noise-extra", i))
+                **domain.voice_params(domain.VOICES["train"], "extra", i),
+                **synth.clip_params(np.random.default_rng(synth._seed("extra", i)), synth._seed("noise-extra", i), cfg))
 
 
 def main() -> None:

@@ -491,7 +491,11 @@ def synthesis_params(split: str, index: int, rendition: int = 0) -> dict:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     key = (split, index) if rendition == 0 else (split, index, rendition)
-    voices = VOICES[split]
+    return voice_params(VOICES[split], *key)
+
+
+def voice_params(voices: list[str], *key: object) -> dict:
+    """Voice (one of ``voices``), rate and pitch drawn deterministically from ``key``."""
     return {
         "voice": voices[_h("voice", *key) % len(voices)],
         "rate_wpm": RATE_WPM[0] + _h("rate", *key) % (RATE_WPM[1] - RATE_WPM[0] + 1),

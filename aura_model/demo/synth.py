@@ -138,19 +138,21 @@ def item_plan(split: str, index: int, cfg: SynthConfig | None = None, noise: boo
     cfg = cfg or SynthConfig()
     row = domain.sentences(split)[index]
     key = (split, index) if rendition == 0 else (split, index, rendition)  # rendition 0: the original seeds
-    rng = np.random.default_rng(_seed("synth", *key))
     plan = dict(domain.synthesis_params(split, index, rendition))
-    plan.update(
-        text=row["text"], answer=row["answer"], family=row["family"], index=index, rendition=rendition, split=split,
-        pad_before_s=float(rng.uniform(*cfg.pad_s)), pad_after_s=float(rng.uniform(*cfg.pad_s)),
-        peak=float(rng.uniform(*cfg.peak)),
-    )
+    plan.update(text=row["text"], answer=row["answer"], family=row["family"], index=index, rendition=rendition,
+                split=split)
+    plan.update(clip_params(np.random.default_rng(_seed("synth", *key)), _seed("noise", *key), cfg, noise))
+    return plan
+
+
+def clip_params(rng: np.random.Generator, noise_seed: int, cfg: SynthConfig, noise: bool = True) -> dict:
+    """Pads, level and noise of one clip, drawn from ``rng`` in a fixed order (the plan keys render() reads)."""
+    params = {"pad_before_s": float(rng.uniform(*cfg.pad_s)), "pad_after_s": float(rng.uniform(*cfg.pad_s)),
+              "peak": float(rng.uniform(*cfg.peak))}
     kind = "pink" if rng.random() < cfg.pink_fraction else "white"
     snr = float(rng.uniform(*cfg.snr_db))
-    plan["noise"] = kind if noise else "none"
-    plan["snr_db"] = round(snr, 2) if noise else None
-    plan["noise_seed"] = _seed("noise", *key)
-    return plan
+    params.update(noise=kind if noise else "none", snr_db=round(snr, 2) if noise else None, noise_seed=noise_seed)
+    return params
 
 
 def _trim(x: np.ndarray, trim_db: float) -> np.ndarray:
