@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import sys
 import time
 import traceback
@@ -301,29 +299,12 @@ def cmd_demo(args) -> int:
 COMMANDS = {"chat": cmd_chat, "listen": cmd_listen, "info": cmd_info, "train": cmd_train, "eval": cmd_eval, "demo": cmd_demo}
 
 
-def _quiet_libraries() -> None:
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    from aura_model.backends import quiet_kernel_warnings
-
-    quiet_kernel_warnings()  # optional kernels that bitsandbytes and transformers look for warn at import
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.debug:
-        _quiet_libraries()
+        from aura_model.backends import quiet_libraries
+
+        quiet_libraries()
     from aura_model.errors import AuraError
 
     try:

@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args, qt_args = build_parser().parse_known_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from app.cli import _quiet_libraries
+    from aura_model.backends import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     log_path = _setup_logging()
 
     from PySide6.QtWidgets import QApplication

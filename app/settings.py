@@ -17,7 +17,7 @@ from typing import Any
 
 from PySide6.QtCore import QSettings
 
-from aura_model.config import QUANTIZATION_MODES, GenerationSettings, RuntimeConfig, _check
+from aura_model.config import QUANTIZATION_MODES, GenerationSettings, RuntimeConfig, check
 from aura_model.errors import AuraError
 from app.listening.vad import VadConfig
 
@@ -45,10 +45,10 @@ class AudioSettings:
     barge_in: bool = False  # keep the microphone open while the assistant speaks
 
     def __post_init__(self) -> None:
-        _check(self.mode in LISTEN_MODES, f"listening mode must be one of {LISTEN_MODES}, got {self.mode!r}")
-        _check(self.pre_roll_ms >= MIN_PRE_ROLL_MS,
+        check(self.mode in LISTEN_MODES, f"listening mode must be one of {LISTEN_MODES}, got {self.mode!r}")
+        check(self.pre_roll_ms >= MIN_PRE_ROLL_MS,
                f"pre-roll must be >= {MIN_PRE_ROLL_MS} ms so first syllables are kept, got {self.pre_roll_ms}")
-        _check(bool(self.ptt_key.strip()), "the push-to-talk key must not be empty")
+        check(bool(self.ptt_key.strip()), "the push-to-talk key must not be empty")
         self.vad_config()  # the VAD's own checks (aggressiveness, hang-over, min/max length)
 
     def vad_config(self) -> VadConfig:
@@ -68,7 +68,7 @@ class ModelSettings:
 
     def __post_init__(self) -> None:
         self.runtime()  # RuntimeConfig validates device and quantization
-        _check(self.quantization in QUANTIZATION_MODES, f"bad quantization {self.quantization!r}")
+        check(self.quantization in QUANTIZATION_MODES, f"bad quantization {self.quantization!r}")
 
     def runtime(self) -> RuntimeConfig:
         return RuntimeConfig(device=self.device, quantization=self.quantization)
@@ -85,7 +85,7 @@ class ChatSettings:
 
     def __post_init__(self) -> None:
         self.generation()
-        _check(0 <= self.context_turns <= 50, f"context turns must be in [0, 50], got {self.context_turns}")
+        check(0 <= self.context_turns <= 50, f"context turns must be in [0, 50], got {self.context_turns}")
 
     def generation(self) -> GenerationSettings:
         return GenerationSettings(max_new_tokens=self.max_new_tokens, temperature=self.temperature)
@@ -100,7 +100,7 @@ class SpeechSettings:
     rate: int = 175  # words per minute
 
     def __post_init__(self) -> None:
-        _check(80 <= self.rate <= 450, f"speech rate must be in [80, 450] words/min, got {self.rate}")
+        check(80 <= self.rate <= 450, f"speech rate must be in [80, 450] words/min, got {self.rate}")
 
 
 @dataclass

@@ -16,7 +16,7 @@ from .bundle import Loaded, load_base_only, load_bundle
 from .config import GenerationSettings, RuntimeConfig
 from .embedding import num_audio_tokens
 from .errors import AuraError
-from .model import StopFlag, TextStreamDecoder
+from .model import StopFlag, TextStreamDecoder, eos_token_ids
 from .processor import AuraProcessor, Encoded, Message
 
 AudioInput = str | Path | np.ndarray  # a file, or 16 kHz mono float32 samples (see audio.prepare_waveform)
@@ -39,7 +39,7 @@ class Assistant:
         self.model = loaded.model
         self.config = loaded.config
         self.processor = AuraProcessor(loaded.tokenizer, loaded.config.prompt)
-        self.eos_ids = self._eos_ids(loaded.tokenizer, loaded.model)
+        self.eos_ids = eos_token_ids(loaded.tokenizer, loaded.model.llm)
 
     @classmethod
     def open(cls, bundle: str | Path | None = None, base: str | None = None, runtime: RuntimeConfig | None = None,
@@ -50,19 +50,6 @@ class Assistant:
         if base is not None:
             return cls(load_base_only(base, runtime, trust_remote_code))
         raise AuraError("no model given: pass a bundle (--bundle DIR) or a base model (--base MODEL)")
-
-    @staticmethod
-    def _eos_ids(tokenizer, model) -> list[int]:
-        ids = set()
-        if tokenizer.eos_token_id is not None:
-            ids.add(int(tokenizer.eos_token_id))
-        gen_cfg = getattr(model.llm, "generation_config", None)
-        eos = getattr(gen_cfg, "eos_token_id", None)
-        if isinstance(eos, int):
-            ids.add(eos)
-        elif eos:
-            ids.update(int(e) for e in eos)
-        return sorted(ids)
 
     @property
     def can_hear(self) -> bool:

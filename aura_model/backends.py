@@ -30,6 +30,28 @@ def quiet_kernel_warnings() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def quiet_libraries() -> None:
+    """Library chatter (transformers' warnings and progress bars, optional-kernel notices) off the terminal.
+
+    For the user-facing entry points (``aura``, ``aura-gui``, scripts, benchmarks); ``--debug``
+    skips it. Errors still show.
+    """
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    quiet_kernel_warnings()  # optional kernels that bitsandbytes and transformers look for warn at import
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
 @functools.lru_cache(maxsize=1)
 def bitsandbytes_available() -> bool:
     """True when bitsandbytes is installed and imports (it can be installed but broken)."""

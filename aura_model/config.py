@@ -15,11 +15,11 @@ from typing import Any, TypeVar
 
 from .errors import AuraError
 
-T = TypeVar("T", bound="_Config")
+T = TypeVar("T", bound="ConfigBase")
 
 
-class _Config:
-    """Dict round-trip shared by every config dataclass."""
+class ConfigBase:
+    """Base of every config dataclass (library, trainer, app): the dict round-trip to JSON/YAML."""
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)  # type: ignore[call-overload]
@@ -38,14 +38,15 @@ class _Config:
         return cls(**data)
 
 
-def _check(cond: bool, message: str) -> None:
+def check(cond: bool, message: str) -> None:
+    """Raise AuraError(message) unless ``cond``: the one-line validation every config's __post_init__ uses."""
     if not cond:
         raise AuraError(message)
 
 
 def check_layer_numbers(name: str, layers: Any) -> tuple[int, ...]:
     """A configured list of 1-based layer numbers, sorted and deduplicated; refuses anything else."""
-    _check(isinstance(layers, (list, tuple)) and len(layers) > 0
+    check(isinstance(layers, (list, tuple)) and len(layers) > 0
            and all(isinstance(i, int) and not isinstance(i, bool) and i >= 1 for i in layers),
            f"{name} must be a non-empty list of 1-based layer numbers (or null for the default), got {layers!r}")
     return tuple(sorted(set(layers)))
@@ -59,7 +60,7 @@ def check_layers_exist(name: str, layers: Any, n_layers: int) -> None:
 
 
 @dataclass
-class AudioConfig(_Config):
+class AudioConfig(ConfigBase):
     """Audio front-end: how a file becomes the log-mel frames the embedding reads.
 
     Defaults are Whisper's, so the student hears exactly what a Whisper teacher hears:
@@ -75,12 +76,12 @@ class AudioConfig(_Config):
     silence_peak: float = 1e-4  # a clip whose absolute peak is below this is "all silent" and refused
 
     def __post_init__(self) -> None:
-        _check(self.sample_rate >= 8000, f"sample_rate must be >= 8000 Hz, got {self.sample_rate}")
-        _check(self.n_mels >= 8, f"n_mels must be >= 8, got {self.n_mels}")
-        _check(self.n_fft >= 16, f"n_fft must be >= 16, got {self.n_fft}")
-        _check(0 < self.hop_length <= self.n_fft, f"hop_length must be in (0, n_fft={self.n_fft}], got {self.hop_length}")
-        _check(self.max_seconds > 0, f"max_seconds must be > 0, got {self.max_seconds}")
-        _check(0 <= self.silence_peak < 1, f"silence_peak must be in [0, 1), got {self.silence_peak}")
+        check(self.sample_rate >= 8000, f"sample_rate must be >= 8000 Hz, got {self.sample_rate}")
+        check(self.n_mels >= 8, f"n_mels must be >= 8, got {self.n_mels}")
+        check(self.n_fft >= 16, f"n_fft must be >= 16, got {self.n_fft}")
+        check(0 < self.hop_length <= self.n_fft, f"hop_length must be in (0, n_fft={self.n_fft}], got {self.hop_length}")
+        check(self.max_seconds > 0, f"max_seconds must be > 0, got {self.max_seconds}")
+        check(0 <= self.silence_peak < 1, f"silence_peak must be in [0, 1), got {self.silence_peak}")
 
     @property
     def frames_per_second(self) -> float:
@@ -88,7 +89,7 @@ class AudioConfig(_Config):
 
 
 @dataclass
-class EmbeddingConfig(_Config):
+class EmbeddingConfig(ConfigBase):
     """AudioEmbedding shape: conv stem (100 Hz -> 50 Hz), frame stacking, projection to the LLM width."""
 
     conv_channels: int = 256  # width of the two-layer conv stem; ~0.3M params at 80 mels
@@ -100,10 +101,10 @@ class EmbeddingConfig(_Config):
     #   layers expect; unnormalised, they grow ~100x larger and the layers cannot change them (measured)
 
     def __post_init__(self) -> None:
-        _check(self.conv_channels >= 1, f"conv_channels must be >= 1, got {self.conv_channels}")
-        _check(1 <= self.stack <= 16, f"stack must be in [1, 16], got {self.stack}")
-        _check(self.mlp_hidden >= 0, f"mlp_hidden must be >= 0, got {self.mlp_hidden}")
-        _check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
+        check(self.conv_channels >= 1, f"conv_channels must be >= 1, got {self.conv_channels}")
+        check(1 <= self.stack <= 16, f"stack must be in [1, 16], got {self.stack}")
+        check(self.mlp_hidden >= 0, f"mlp_hidden must be >= 0, got {self.mlp_hidden}")
+        check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
 
 
 ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -111,7 +112,7 @@ MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
 
 
 @dataclass
-class LoraSettings(_Config):
+class LoraSettings(ConfigBase):
     """The LoRA adapter the distillation trains (mapped onto peft.LoraConfig)."""
 
     r: int = 16  # rank of each low-rank update
@@ -124,13 +125,13 @@ class LoraSettings(_Config):
     layers: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        _check(self.r >= 1, f"LoRA r must be >= 1, got {self.r}")
-        _check(self.alpha > 0, f"LoRA alpha must be > 0, got {self.alpha}")
-        _check(0 <= self.dropout < 1, f"LoRA dropout must be in [0, 1), got {self.dropout}")
-        _check(len(self.target_modules) > 0, "LoRA target_modules must not be empty")
+        check(self.r >= 1, f"LoRA r must be >= 1, got {self.r}")
+        check(self.alpha > 0, f"LoRA alpha must be > 0, got {self.alpha}")
+        check(0 <= self.dropout < 1, f"LoRA dropout must be in [0, 1), got {self.dropout}")
+        check(len(self.target_modules) > 0, "LoRA target_modules must not be empty")
         if self.layers is not None:
             layers = check_layer_numbers("LoRA layers", self.layers)
-            _check(len(layers) == len(self.layers), f"LoRA layers must not repeat, got {self.layers!r}")
+            check(len(layers) == len(self.layers), f"LoRA layers must not repeat, got {self.layers!r}")
             self.layers = layers
 
     def check_layers(self, n_layers: int) -> None:
@@ -151,7 +152,7 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 @dataclass
-class RuntimeConfig(_Config):
+class RuntimeConfig(ConfigBase):
     """Where and how the base LLM runs."""
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N ; auto = first CUDA GPU if present, else CPU
@@ -159,10 +160,10 @@ class RuntimeConfig(_Config):
     compute_dtype: str = "auto"  # auto | float32 | bfloat16 | float16 ; auto = bf16/fp16 on CUDA, fp32 on CPU
 
     def __post_init__(self) -> None:
-        _check(bool(_DEVICE_RE.match(self.device)), f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        _check(self.quantization in QUANTIZATION_MODES,
+        check(bool(_DEVICE_RE.match(self.device)), f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        check(self.quantization in QUANTIZATION_MODES,
                f"quantization must be one of {QUANTIZATION_MODES}, got {self.quantization!r}")
-        _check(self.compute_dtype in ("auto", "float32", "bfloat16", "float16"),
+        check(self.compute_dtype in ("auto", "float32", "bfloat16", "float16"),
                f"compute_dtype must be auto, float32, bfloat16 or float16, got {self.compute_dtype!r}")
 
 
@@ -170,7 +171,7 @@ AUDIO_ATTENTION = ("bidirectional", "causal")
 
 
 @dataclass
-class PromptConfig(_Config):
+class PromptConfig(ConfigBase):
     """How an audio turn is written into the chat template."""
 
     placeholder: str = "<|audio|>"  # plain text in the user turn, expanded to T placeholder ids; never a new vocab entry
@@ -188,16 +189,16 @@ class PromptConfig(_Config):
     audio_attention: str = "bidirectional"
 
     def __post_init__(self) -> None:
-        _check(bool(self.placeholder.strip()), "placeholder must be non-empty text")
-        _check(self.audio_attention in AUDIO_ATTENTION,
+        check(bool(self.placeholder.strip()), "placeholder must be non-empty text")
+        check(self.audio_attention in AUDIO_ATTENTION,
                f"audio_attention must be one of {', '.join(AUDIO_ATTENTION)}, got {self.audio_attention!r}")
         step = self.audio_position_step
-        _check(isinstance(step, (int, float)) and not isinstance(step, bool) and 0 < step <= 1,
+        check(isinstance(step, (int, float)) and not isinstance(step, bool) and 0 < step <= 1,
                f"audio_position_step must be in (0, 1], got {step!r}")
 
 
 @dataclass
-class GenerationSettings(_Config):
+class GenerationSettings(ConfigBase):
     """Decoding of the answer."""
 
     max_new_tokens: int = 128  # hard cap on the answer length in tokens
@@ -206,13 +207,13 @@ class GenerationSettings(_Config):
     seed: int | None = None  # sampling seed; None = nondeterministic
 
     def __post_init__(self) -> None:
-        _check(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        _check(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}")
-        _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
+        check(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        check(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}")
+        check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
 
 
 @dataclass
-class ModelConfig(_Config):
+class ModelConfig(ConfigBase):
     """Everything that defines an AuRA model apart from its weights (stored in aura_config.json)."""
 
     audio: AudioConfig = field(default_factory=AudioConfig)

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import _check, _Config, check_layer_numbers, check_layers_exist
+from .config import check, ConfigBase, check_layer_numbers, check_layers_exist
 from .errors import AuraError
 
 LayerMap = list[tuple[int, int]]
@@ -78,7 +78,7 @@ def _normalise_layer_map(layer_map: Any) -> tuple[tuple[int, int], ...]:
 
 
 @dataclass
-class DistillConfig(_Config):
+class DistillConfig(ConfigBase):
     """Distillation objective: which terms count, how much, and which layers are paired.
 
     Total loss = w_layer * mean_k L_layer(k) + w_kl * KL + w_ce * CE + w_state * mean_l L_state(l)
@@ -134,31 +134,31 @@ class DistillConfig(_Config):
     def __post_init__(self) -> None:
         for name in ("w_layer", "w_kl", "w_ce", "w_state", "w_align", "w_ctc", "w_decode"):
             w = getattr(self, name)
-            _check(isinstance(w, (int, float)) and math.isfinite(w) and w >= 0,
+            check(isinstance(w, (int, float)) and math.isfinite(w) and w >= 0,
                    f"{name} must be a finite number >= 0, got {w!r}")
-        _check(any(getattr(self, f"w_{t}") > 0 for t in LOSS_TERMS),
+        check(any(getattr(self, f"w_{t}") > 0 for t in LOSS_TERMS),
                "at least one of w_layer, w_kl, w_ce, w_state, w_align, w_ctc, w_decode must be > 0, got all zero")
-        _check(self.w_decode == 0 or self.w_layer > 0,
+        check(self.w_decode == 0 or self.w_layer > 0,
                "w_decode reads the layer-wise term's projection head: it needs w_layer > 0")
-        _check(self.ctc_layer is None or (isinstance(self.ctc_layer, int) and self.ctc_layer >= 0),
+        check(self.ctc_layer is None or (isinstance(self.ctc_layer, int) and self.ctc_layer >= 0),
                f"ctc_layer must be a hidden_states index >= 0 (or null), got {self.ctc_layer!r}")
         for name in ("state_layers", "align_layers"):
             if getattr(self, name) is not None:
                 setattr(self, name, check_layer_numbers(name, getattr(self, name)))
-        _check(isinstance(self.align_gamma, (int, float)) and self.align_gamma > 0,
+        check(isinstance(self.align_gamma, (int, float)) and self.align_gamma > 0,
                f"align_gamma must be > 0, got {self.align_gamma!r}")
-        _check(isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta >= 0,
+        check(isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta >= 0,
                f"beta must be a finite number >= 0, got {self.beta!r}")
-        _check(isinstance(self.kl_temperature, (int, float)) and math.isfinite(self.kl_temperature)
+        check(isinstance(self.kl_temperature, (int, float)) and math.isfinite(self.kl_temperature)
                and self.kl_temperature > 0,
                f"kl_temperature must be > 0, got {self.kl_temperature!r}")
-        _check(isinstance(self.echo_prompt, str), f"echo_prompt must be a string, got {self.echo_prompt!r}")
-        _check(not self.echo_prompt or self.w_kl > 0 or self.w_ce > 0 or self.w_state > 0,
+        check(isinstance(self.echo_prompt, str), f"echo_prompt must be a string, got {self.echo_prompt!r}")
+        check(not self.echo_prompt or self.w_kl > 0 or self.w_ce > 0 or self.w_state > 0,
                "echo_prompt needs a response term (w_kl, w_ce or w_state > 0): the echo is distilled as a response")
         for name in ("student_freq_masks", "student_freq_width", "student_time_masks"):
             v = getattr(self, name)
-            _check(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"{name} must be an integer >= 0, got {v!r}")
-        _check(isinstance(self.student_time_width, (int, float)) and 0 <= self.student_time_width <= 0.5,
+            check(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"{name} must be an integer >= 0, got {v!r}")
+        check(isinstance(self.student_time_width, (int, float)) and 0 <= self.student_time_width <= 0.5,
                f"student_time_width must be a fraction in [0, 0.5], got {self.student_time_width!r}")
         if self.layer_map is not None:
             # Accepts JSON's list of lists as well as tuples; stored as a tuple of tuples.

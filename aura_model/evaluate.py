@@ -25,8 +25,8 @@ import numpy as np
 
 from .assistant import Assistant
 from .config import GenerationSettings
-from .demo.domain import normalize_answer
 from .errors import AuraError
+from .scoring import is_correct
 
 MODES = ("aura", "cascade", "text")
 
@@ -78,10 +78,6 @@ def read_manifest(path: str | Path) -> list[Item]:
     if not items:
         raise AuraError(f"manifest {str(path)!r} has no items")
     return items
-
-
-def is_correct(prediction: str, answer: str) -> bool:
-    return normalize_answer(prediction) == normalize_answer(answer)
 
 
 def _first_token_and_text(pieces: Iterator[str], t0: float) -> tuple[str, float | None]:

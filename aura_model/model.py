@@ -256,3 +256,16 @@ class TextStreamDecoder:
         piece = text[len(self.emitted):]
         self.emitted = text
         return piece
+
+
+def eos_token_ids(tokenizer, llm) -> list[int]:
+    """Every id that ends an answer: the tokenizer's eos and the LLM's generation_config eos (int or list)."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    eos = getattr(getattr(llm, "generation_config", None), "eos_token_id", None)
+    if isinstance(eos, int):
+        ids.add(eos)
+    elif eos:
+        ids.update(int(e) for e in eos)
+    return sorted(ids)

@@ -26,7 +26,7 @@ from aura_model.bundle import load_llm  # noqa: E402
 from aura_model.config import ModelConfig, RuntimeConfig  # noqa: E402
 from aura_model.embedding import AudioEmbedding  # noqa: E402
 from aura_model.model import attach_lora  # noqa: E402
-from aura_model.tiny import tiny_llm_config  # noqa: E402
+from aura_model.testing import tiny_llm_config  # noqa: E402
 
 
 def linear_bytes(model: torch.nn.Module) -> tuple[int, int]:

@@ -158,9 +158,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from app.assets import default_bundle
-    from app.cli import _quiet_libraries
+    from aura_model.backends import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     import torch
 
     from aura_model.assistant import Assistant

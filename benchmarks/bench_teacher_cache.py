@@ -33,9 +33,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aura_model.tiny import save_tiny_base  # noqa: E402
+from aura_model.testing import make_clip_folder, save_tiny_base, save_tiny_whisper  # noqa: E402
 from aura_model.train import ListReporter, build_spec, train  # noqa: E402
-from aura_model.train.tiny import make_clip_folder, save_tiny_whisper  # noqa: E402
 
 
 def run_once(root: Path, args, label: str) -> dict:

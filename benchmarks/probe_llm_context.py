@@ -15,6 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from aura_model.demo import domain
+from aura_model.scoring import normalize_answer
 
 PREFIXES = {"none": "", "one word": "answer",
             "24 words": "the kitchen light the office fan the garage radio the hallway lamp the bedroom heater what is"}
@@ -28,7 +29,7 @@ def accuracy(model, tok, rows, prefix: str) -> float:
         out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
                              eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
         answer = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-        ok += domain.normalize_answer(answer) == domain.normalize_answer(r["answer"])
+        ok += normalize_answer(answer) == normalize_answer(r["answer"])
     return ok / len(rows)
 
 

@@ -129,9 +129,9 @@ def _run(args) -> int:
         sys.exit("screenshot: espeak-ng is missing (apt install espeak-ng)")
 
     from app.assets import default_bundle
-    from app.cli import _quiet_libraries
+    from aura_model.backends import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     bundle = args.bundle or default_bundle()
     if bundle is None:
         from smoke import build_bundle

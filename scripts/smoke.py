@@ -21,7 +21,7 @@ def build_bundle() -> Path:
     from aura_model.config import ModelConfig, RuntimeConfig
     from aura_model.embedding import AudioEmbedding
     from aura_model.model import AuraModel, attach_lora
-    from aura_model.tiny import save_tiny_base
+    from aura_model.testing import save_tiny_base
 
     bundle = CACHE / "bundle"
     if (bundle / "aura_config.json").is_file():
@@ -44,9 +44,10 @@ def sample_wav() -> Path:
 
 
 def main() -> int:
-    from app.cli import _quiet_libraries, main as aura
+    from app.cli import main as aura
+    from aura_model.backends import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
 
     bundle = build_bundle()
     wav = sample_wav()

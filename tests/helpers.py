@@ -13,7 +13,7 @@ from aura_model.bundle import load_llm, load_tokenizer, save_bundle
 from aura_model.config import ModelConfig, RuntimeConfig
 from aura_model.embedding import AudioEmbedding
 from aura_model.model import AuraModel, attach_lora
-from aura_model.tiny import save_tiny_base
+from aura_model.testing import save_tiny_base
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-5, what: str = ""):

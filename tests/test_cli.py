@@ -13,7 +13,7 @@ import pytest
 
 from aura_model.assistant import Assistant
 from aura_model.config import GenerationSettings, RuntimeConfig
-from aura_model.tiny import save_tiny_base
+from aura_model.testing import save_tiny_base
 from app.cli import main
 
 from helpers import clip, make_bundle, write_wav

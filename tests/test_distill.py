@@ -473,7 +473,7 @@ def test_ctc_layer_defaults_to_the_top_mapped_student_layer():
 def tiny_whisper(seed: int = 0):
     from transformers import WhisperForConditionalGeneration
 
-    from aura_model.tiny import tiny_whisper_config
+    from aura_model.testing import tiny_whisper_config
 
     torch.manual_seed(seed)
     return WhisperForConditionalGeneration(tiny_whisper_config(d_model=32, layers=1, vocab_size=20)).eval()
@@ -553,7 +553,7 @@ def test_decode_pair_is_the_pair_ending_at_the_teachers_top_layer():
 
 def test_decoder_targets_run_from_the_start_token_to_the_end_token():
     from aura_model.train.teacher import DecoderTargets
-    from aura_model.tiny import tiny_tokenizer
+    from aura_model.testing import tiny_tokenizer
 
     tok = tiny_tokenizer()
     words = tok.encode("hello world", add_special_tokens=False)

@@ -19,11 +19,12 @@ from aura_model.demo.domain import (
     check_splits,
     family_names,
     items,
-    normalize_answer,
     number_to_words,
     sentences,
     synthesis_params,
 )
+
+from aura_model.scoring import normalize_answer
 
 REPO = Path(__file__).resolve().parents[1]
 ESPEAK = shutil.which("espeak-ng") or ("/usr/bin/espeak-ng" if os.path.exists("/usr/bin/espeak-ng") else None)

@@ -28,7 +28,7 @@ from app.workers.speech import Voice
 from aura_model.assistant import Assistant
 from aura_model.config import GenerationSettings, RuntimeConfig
 from aura_model.errors import AuraError
-from aura_model.tiny import save_tiny_base
+from aura_model.testing import save_tiny_base
 from helpers import clip, make_bundle, write_wav
 
 pytestmark = pytest.mark.usefixtures("main_thread_gc")  # no Qt object dies in a worker thread

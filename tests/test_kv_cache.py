@@ -11,7 +11,7 @@ from transformers import WhisperForConditionalGeneration
 from transformers.utils import ModelOutput
 
 from aura_model.kv_cache import next_step_cache
-from aura_model.tiny import tiny_llm, tiny_whisper_config
+from aura_model.testing import tiny_llm, tiny_whisper_config
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])

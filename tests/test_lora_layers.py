@@ -12,7 +12,7 @@ from aura_model.bundle import load_bundle, save_bundle
 from aura_model.config import LoraSettings, ModelConfig, RuntimeConfig
 from aura_model.errors import AuraError
 from aura_model.model import attach_lora
-from aura_model.tiny import save_tiny_base, tiny_llm
+from aura_model.testing import save_tiny_base, tiny_llm
 from aura_model.train.command import add_arguments, spec_from_args
 
 from helpers import build_model

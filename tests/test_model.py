@@ -15,7 +15,7 @@ from aura_model.embedding import AudioEmbedding, num_audio_tokens
 from aura_model.errors import AuraError
 from aura_model.model import sample_next
 from aura_model.processor import AuraProcessor, position_row
-from aura_model.tiny import save_tiny_base, tiny_llm, tiny_tokenizer
+from aura_model.testing import save_tiny_base, tiny_tokenizer
 
 from helpers import assert_close, build_model, clip, make_bundle
 

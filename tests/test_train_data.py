@@ -14,7 +14,7 @@ from aura_model.train.config import DatasetConfig
 from aura_model.train.data import DataReport, list_items, open_source, split_items
 from aura_model.train.prepare import Ranks, validate_items
 from aura_model.train.progress import Reporter
-from aura_model.train.tiny import speech_like
+from aura_model.testing import speech_like
 
 
 def wav(path, seconds=0.6, seed=0, sr=16000):

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from aura_model.bundle import load_bundle, read_bundle_config
 from aura_model.config import RuntimeConfig
 from aura_model.errors import AuraError
-from aura_model.tiny import save_tiny_base, tiny_llm, tiny_tokenizer
+from aura_model.testing import make_clip_folder, save_tiny_base, save_tiny_wav2vec2, save_tiny_whisper, speech_like, tiny_llm, tiny_tokenizer
 from aura_model.train import ListReporter, build_spec, train
 from aura_model.processor import AuraProcessor
 from aura_model.train.batching import Collator, text_prompt_ids
@@ -22,7 +22,6 @@ from aura_model.train.command import add_arguments, run
 from aura_model.train.data import Item
 from aura_model.train.loop import with_echo_items
 from aura_model.train.teacher import Teacher
-from aura_model.train.tiny import make_clip_folder, save_tiny_wav2vec2, save_tiny_whisper, speech_like
 
 from helpers import assert_close
 

@@ -15,9 +15,8 @@ from safetensors.torch import load_file
 
 from aura_model.bundle import load_bundle, read_bundle_config
 from aura_model.config import RuntimeConfig
-from aura_model.tiny import save_tiny_base
+from aura_model.testing import make_clip_folder, save_tiny_base, save_tiny_whisper
 from aura_model.train import ListReporter, build_spec, train
-from aura_model.train.tiny import make_clip_folder, save_tiny_whisper
 
 from helpers import assert_close
 

@@ -11,7 +11,7 @@ from aura_model.embedding import num_audio_tokens
 from aura_model.errors import AuraError
 from aura_model.train.cache import Cache, teacher_key, teacher_keys
 from aura_model.train.teacher import Teacher, align_and_pool, inspect_teacher, model_fingerprint, student_conv_frames
-from aura_model.train.tiny import save_tiny_wav2vec2, save_tiny_whisper, speech_like
+from aura_model.testing import save_tiny_wav2vec2, save_tiny_whisper, speech_like
 
 from helpers import assert_close
 

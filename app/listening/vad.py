@@ -41,7 +41,7 @@ from typing import Callable
 
 import numpy as np
 
-from aura_model.config import _Config, _check  # dict round-trip and validation shared with the library configs
+from aura_model.config import ConfigBase, check  # dict round-trip and validation shared with the library configs
 from aura_model.errors import AuraError
 
 WEBRTC_SAMPLE_RATES = (8000, 16000, 32000, 48000)
@@ -55,7 +55,7 @@ REASON_PUSH_TO_TALK = "push_to_talk"  # ended by releasing the push-to-talk key
 
 
 @dataclass
-class VadConfig(_Config):
+class VadConfig(ConfigBase):
     """Endpointing of the microphone stream (see the module docstring for the rules)."""
 
     sample_rate: int = 16000  # Hz of the samples fed; webrtcvad accepts 8000, 16000, 32000 or 48000
@@ -73,28 +73,28 @@ class VadConfig(_Config):
     min_level_db: float = -60.0  # frames quieter than this (dBFS) are never speech, whatever webrtcvad says
 
     def __post_init__(self) -> None:
-        _check(self.sample_rate in WEBRTC_SAMPLE_RATES,
+        check(self.sample_rate in WEBRTC_SAMPLE_RATES,
                f"sample_rate must be one of {WEBRTC_SAMPLE_RATES} Hz (webrtcvad), got {self.sample_rate}")
-        _check(self.frame_ms in WEBRTC_FRAME_MS,
+        check(self.frame_ms in WEBRTC_FRAME_MS,
                f"frame_ms must be one of {WEBRTC_FRAME_MS} (webrtcvad), got {self.frame_ms}")
-        _check(self.aggressiveness in (0, 1, 2, 3), f"aggressiveness must be 0, 1, 2 or 3, got {self.aggressiveness}")
-        _check(self.pre_roll_ms >= 0, f"pre_roll_ms must be >= 0, got {self.pre_roll_ms}")
-        _check(self.hangover_ms >= self.frame_ms,
+        check(self.aggressiveness in (0, 1, 2, 3), f"aggressiveness must be 0, 1, 2 or 3, got {self.aggressiveness}")
+        check(self.pre_roll_ms >= 0, f"pre_roll_ms must be >= 0, got {self.pre_roll_ms}")
+        check(self.hangover_ms >= self.frame_ms,
                f"hangover_ms must be >= frame_ms ({self.frame_ms}), got {self.hangover_ms}")
-        _check(0 <= self.post_roll_ms <= self.hangover_ms,
+        check(0 <= self.post_roll_ms <= self.hangover_ms,
                f"post_roll_ms must be in [0, hangover_ms={self.hangover_ms}], got {self.post_roll_ms}")
-        _check(self.min_speech_ms >= 0, f"min_speech_ms must be >= 0, got {self.min_speech_ms}")
-        _check(1 <= self.onset_window <= 100, f"onset_window must be in [1, 100] frames, got {self.onset_window}")
-        _check(1 <= self.onset_voiced <= self.onset_window,
+        check(self.min_speech_ms >= 0, f"min_speech_ms must be >= 0, got {self.min_speech_ms}")
+        check(1 <= self.onset_window <= 100, f"onset_window must be in [1, 100] frames, got {self.onset_window}")
+        check(1 <= self.onset_voiced <= self.onset_window,
                f"onset_voiced must be in [1, onset_window={self.onset_window}], got {self.onset_voiced}")
         shortest = self.pre_roll_ms + self.frame_ms * self.onset_window + max(self.min_speech_ms, self.frame_ms)
-        _check(self.max_speech_ms >= shortest,
+        check(self.max_speech_ms >= shortest,
                f"max_speech_ms must be >= pre_roll_ms + onset window + min_speech_ms = {shortest}, "
                f"got {self.max_speech_ms}")
-        _check(self.snr_gate_db >= 0, f"snr_gate_db must be >= 0, got {self.snr_gate_db}")
-        _check(self.noise_window_ms >= self.frame_ms,
+        check(self.snr_gate_db >= 0, f"snr_gate_db must be >= 0, got {self.snr_gate_db}")
+        check(self.noise_window_ms >= self.frame_ms,
                f"noise_window_ms must be >= frame_ms ({self.frame_ms}), got {self.noise_window_ms}")
-        _check(SILENCE_DB <= self.min_level_db <= 0,
+        check(SILENCE_DB <= self.min_level_db <= 0,
                f"min_level_db must be in [{SILENCE_DB}, 0] dBFS, got {self.min_level_db}")
 
     @property

@@ -13,7 +13,7 @@ Public API
 ``number_to_words(n)``
     How numbers are spoken (0..9999).
 ``normalize_answer(s)``
-    The normalisation used for exact-match scoring.
+    The normalisation used for exact-match scoring (from :mod:`aura_model.scoring`).
 ``VOICES`` and ``synthesis_params(split, index)``
     The espeak-ng voices of each split and the voice/rate/pitch of one item.
 ``check_splits()``
@@ -41,9 +41,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 from functools import lru_cache
 from typing import Callable, Iterator, NamedTuple
+
+from ..scoring import normalize_answer
 
 SPLITS = ("train", "valid", "test")
 
@@ -104,33 +105,6 @@ def number_to_words(n: int) -> str:
 def _count(n: int, singular: str, plural: str) -> str:
     """``"one minute"`` / ``"seven minutes"``."""
     return f"{number_to_words(n)} {singular if n == 1 else plural}"
-
-
-# --------------------------------------------------------------------------- answers
-
-def normalize_answer(s: str) -> str:
-    """Normalise an answer for exact-match comparison.
-
-    Steps: Unicode NFKC; lowercase; commas between digit groups dropped ("1,000" ->
-    "1000"); apostrophes dropped ("what's" -> "whats"); a "." kept only between two
-    digits ("3.5"); every other character that is not a letter or digit becomes a
-    space; runs of whitespace collapse to one space; leading/trailing space is stripped.
-    So "OK, the kitchen fan is off." -> "ok the kitchen fan is off" and " 22. " -> "22".
-    A prediction is correct when ``normalize_answer(prediction) ==
-    normalize_answer(expected)``.
-    """
-    s = unicodedata.normalize("NFKC", s).lower()
-    s = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", s)
-    s = s.replace("'", "").replace("\u2019", "")
-    out = []
-    for i, ch in enumerate(s):
-        if ch.isalnum():
-            out.append(ch)
-        elif ch == "." and 0 < i < len(s) - 1 and s[i - 1].isdigit() and s[i + 1].isdigit():
-            out.append(ch)
-        else:
-            out.append(" ")
-    return " ".join("".join(out).split())
 
 
 # --------------------------------------------------------------------------- families

@@ -33,10 +33,11 @@ from typing import Callable
 
 import torch
 
+from ..chat_tokenizer import train_chat_tokenizer
 from ..errors import AuraError
+from ..scoring import normalize_answer
 from . import domain
 from .phonemes import all_phoneme_chars, spell
-from .tokenizer import train_chat_tokenizer
 from .training import adamw, load_report, loss_summary, save_run, warmup_cosine_lr
 
 ReportFn = Callable[[dict], None]
@@ -377,7 +378,7 @@ def score(rows: list[dict], predictions: list[str]) -> dict:
     per: dict[str, list[int]] = {}
     misses = []
     for r, p in zip(rows, predictions):
-        ok = domain.normalize_answer(p) == domain.normalize_answer(r["answer"])
+        ok = normalize_answer(p) == normalize_answer(r["answer"])
         per.setdefault(r["family"], []).append(int(ok))
         if not ok and len(misses) < 20:
             misses.append({"text": r["text"], "expected": r["answer"], "got": p})

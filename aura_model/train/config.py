@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import AudioConfig, EmbeddingConfig, LoraSettings, ModelConfig, PromptConfig, _check, _Config
+from ..config import AudioConfig, EmbeddingConfig, LoraSettings, ModelConfig, PromptConfig, check, ConfigBase
 from ..distill import DistillConfig
 from ..errors import AuraError
 
@@ -41,7 +41,7 @@ TEACHER_DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
 @dataclass
-class TrainConfig(_Config):
+class TrainConfig(ConfigBase):
     """The optimisation loop, checkpoints, evaluation, caches and devices."""
 
     lr: float = 2e-4  # peak learning rate of AdamW for LoRA + AudioEmbedding (+ projection heads)
@@ -84,33 +84,33 @@ class TrainConfig(_Config):
     def __post_init__(self) -> None:
         if self.mixed_precision is False:  # YAML 1.1 reads a bare `no` as false
             self.mixed_precision = "no"
-        _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         for name in ("batch_size", "grad_accum", "epochs", "keep_checkpoints", "log_every", "response_max_tokens",
                      "response_batch_size", "teacher_batch_size", "transcript_max_tokens"):
-            _check(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
+            check(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                    f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         for name in ("max_steps", "warmup_steps", "eval_every", "checkpoint_every", "num_threads", "num_workers",
                      "max_val_items", "seed"):
-            _check(isinstance(getattr(self, name), int) and getattr(self, name) >= 0,
+            check(isinstance(getattr(self, name), int) and getattr(self, name) >= 0,
                    f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
-        _check(self.scheduler in SCHEDULERS, f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
-        _check(self.max_grad_norm >= 0, f"max_grad_norm must be >= 0, got {self.max_grad_norm}")
-        _check(self.mixed_precision in MIXED_PRECISION,
+        check(self.scheduler in SCHEDULERS, f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+        check(self.max_grad_norm >= 0, f"max_grad_norm must be >= 0, got {self.max_grad_norm}")
+        check(self.mixed_precision in MIXED_PRECISION,
                f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
-        _check(self.quantization in TRAIN_QUANTIZATION,
+        check(self.quantization in TRAIN_QUANTIZATION,
                f"quantization must be one of {TRAIN_QUANTIZATION}, got {self.quantization!r}")
-        _check(self.device in TRAIN_DEVICES, f"device must be one of {TRAIN_DEVICES}, got {self.device!r}")
-        _check(self.teacher_dtype in TEACHER_DTYPES,
+        check(self.device in TRAIN_DEVICES, f"device must be one of {TRAIN_DEVICES}, got {self.device!r}")
+        check(self.teacher_dtype in TEACHER_DTYPES,
                f"teacher_dtype must be one of {TEACHER_DTYPES}, got {self.teacher_dtype!r}")
-        _check(0 <= self.val_fraction < 1, f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        check(0 <= self.val_fraction < 1, f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc")
 
 
 @dataclass
-class DatasetConfig(_Config):
+class DatasetConfig(ConfigBase):
     """How the data is read: column names of a Hugging Face dataset, limits."""
 
     audio_column: str = "audio"  # the audio column of a Hugging Face dataset (or metadata file's file column)
@@ -121,9 +121,9 @@ class DatasetConfig(_Config):
     extensions: tuple[str, ...] = AUDIO_EXTENSIONS  # audio files a folder dataset picks up (case-insensitive)
 
     def __post_init__(self) -> None:
-        _check(bool(self.audio_column), "audio_column must not be empty")
-        _check(self.max_items >= 0, f"max_items must be >= 0, got {self.max_items}")
-        _check(len(self.extensions) > 0, "extensions must not be empty")
+        check(bool(self.audio_column), "audio_column must not be empty")
+        check(self.max_items >= 0, f"max_items must be >= 0, got {self.max_items}")
+        check(len(self.extensions) > 0, "extensions must not be empty")
 
 
 # Section name on the command line / in the file -> dataclass.

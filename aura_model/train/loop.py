@@ -50,7 +50,7 @@ from ..distill import (ProjectionHeads, TeacherDecoderLoss, TokenCTCHead, layer_
                        projected_layerwise_loss, response_ce, response_kl, text_state_loss, total_loss)
 from ..embedding import AudioEmbedding
 from ..errors import AuraError
-from ..model import AuraModel, attach_lora
+from ..model import AuraModel, attach_lora, eos_token_ids
 from ..processor import AuraProcessor
 from . import checkpoint as ckpt
 from .augment import MaskSettings, mask_generator, spec_augment
@@ -555,9 +555,7 @@ class Trainer:
             self.module = DistillModule(self.aura, heads, self.layer_map, self.d, self.state_layers, self.align_layers,
                                         ctc_head, self.ctc_layer, decoder_loss, self.decode_pair)
             self.module.train()
-        from ..assistant import Assistant
-
-        self.eos_ids = Assistant._eos_ids(self.tokenizer, self.aura)
+        self.eos_ids = eos_token_ids(self.tokenizer, self.aura.llm)
 
     def _init_stem(self, embedding: AudioEmbedding) -> None:
         stem = whisper_stem(self.info)

@@ -1,6 +1,6 @@
 """A byte-level BPE tokenizer trained with `tokenizers`, wrapped with a ChatML chat template.
 
-Used by the demo world (trained on the domain's text) and by tests (trained on a few lines).
+Used by the demo world (trained on the domain's text) and by the test fixtures (trained on a few lines).
 Byte-level means any text encodes without unknown tokens, and decoding a prefix of the ids
 gives a prefix of the text, which streaming relies on.
 """
@@ -24,7 +24,7 @@ def train_chat_tokenizer(texts: Iterable[str], vocab_size: int = 512, split_digi
 
     ``split_digits=True`` pre-splits digits one per token, so "144" is always 1 4 4 (the demo
     LLM's numeric answers are then a small, regular output alphabet). ``extra_tokens`` (e.g. the
-    phoneme characters of :mod:`.phonemes`) are added after the BPE vocabulary, one token each.
+    phoneme characters of :mod:`aura_model.demo.phonemes`) are added after the BPE vocabulary, one token each.
     """
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
