@@ -105,6 +105,54 @@ def test_layer_loss_without_valid_positions_is_zero_and_finite():
     assert torch.isfinite(s.grad).all()
 
 
+# F.layer_norm's default eps: layer_norm(x) = (x - mean) / sqrt(var + eps), var the biased variance over D.
+LN_EPS = 1e-5
+
+
+def test_layer_loss_matches_a_value_computed_by_hand():
+    # D = 4. Every student vector below has var 1 over D, so layer_norm scales it by c; the teacher
+    # [3, -1, -1, -1] has var (9 + 1 + 1 + 1) / 4 = 3, so layer_norm scales it by c3.
+    c, c3 = 1 / math.sqrt(1 + LN_EPS), 1 / math.sqrt(3 + LN_EPS)
+    student = torch.tensor([[[3.0, 1, 3, 1], [1, 1, -1, -1]],  # [3, 1, 3, 1] has mean 2: normalises as [1, -1, 1, -1]
+                            [[1, -1, 1, -1], [0, 0, 0, 9]]])  # row 1, position 1: padding
+    teacher = torch.tensor([[[11.0, 11, 9, 9], [3, -1, -1, -1]],  # [11, 11, 9, 9] normalises as [1, 1, -1, -1]
+                            [[-1, 1, -1, 1], [9, 0, 0, 0]]])
+    mask = lengths_mask([2, 1], 2)
+    beta = 0.5
+
+    # Row 0, position 0: c[1, -1, 1, -1] vs c[1, 1, -1, -1]. Orthogonal: 1 - cos = 1.
+    # Difference c[0, -2, 2, 0]: MSE = c^2 (0 + 4 + 4 + 0) / 4 = 2 c^2.
+    loss_00 = 1 + beta * 2 * c**2
+    # Row 0, position 1: c[1, 1, -1, -1] vs c3[3, -1, -1, -1]. Dot product c c3 (3 - 1 + 1 + 1) = 4 c c3,
+    # norms 2c and sqrt(12) c3: cos = 4 / (2 sqrt(12)) = 1 / sqrt(3).
+    # MSE = (|s|^2 + |t|^2 - 2 s.t) / 4 = (4 c^2 + 12 c3^2 - 8 c c3) / 4.
+    loss_01 = (1 - 1 / math.sqrt(3)) + beta * (4 * c**2 + 12 * c3**2 - 8 * c * c3) / 4
+    # Row 1, position 0: c[1, -1, 1, -1] vs its opposite. 1 - cos = 2; difference 2c[1, -1, 1, -1]: MSE = 4 c^2.
+    loss_10 = 2 + beta * 4 * c**2
+    # Mean over the three real positions; row 1's padding does not count.
+    expected = (loss_00 + loss_01 + loss_10) / 3
+
+    assert_close(layer_alignment_loss(student, teacher, mask, beta), torch.tensor(expected))
+
+
+def test_projected_layerwise_loss_is_the_mean_of_its_pairs_computed_by_hand():
+    c = 1 / math.sqrt(1 + LN_EPS)  # layer_norm's scale of a vector with var 1 (see LN_EPS)
+    mask = lengths_mask([2, 1], 2)
+    beta = 0.5
+    # Pair 1: every real position is [1, -1, 1, -1] vs its opposite: 1 - cos = 2, MSE = 4 c^2 (as above).
+    student_1 = torch.tensor([1.0, -1, 1, -1]).expand(2, 2, 4)
+    teacher_1 = -student_1
+    pair_1 = 2 + beta * 4 * c**2
+    # Pair 2: orthogonal, [1, -1, 1, -1] vs [1, 1, -1, -1] (shifted by 10): 1 - cos = 1, MSE = 2 c^2.
+    teacher_2 = torch.tensor([11.0, 11, 9, 9]).expand(2, 2, 4)
+    pair_2 = 1 + beta * 2 * c**2
+
+    total, per_pair = projected_layerwise_loss([student_1, student_1], [teacher_1, teacher_2], mask, beta)
+
+    assert_close(torch.stack(per_pair), torch.tensor([pair_1, pair_2]))
+    assert_close(total, torch.tensor((pair_1 + pair_2) / 2))
+
+
 # -------------------------------------------------------------------- pool_time
 
 

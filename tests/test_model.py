@@ -397,6 +397,30 @@ def test_bundle_for_another_base_is_refused_naming_both(bundle, tmp_path):
         load_bundle(bundle[0], RuntimeConfig(device="cpu"), base=str(other))
 
 
+# Spelled out rather than read from bundle.FINGERPRINT_KEYS, so a key dropped there is a failing case here.
+FINGERPRINT_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")
+
+
+def test_bundle_fingerprint_records_exactly_the_checked_fields(bundle):
+    assert set(read_bundle_config(bundle[0])["base"]["fingerprint"]) == set(FINGERPRINT_FIELDS)
+
+
+@pytest.mark.parametrize("field", FINGERPRINT_FIELDS)
+def test_bundle_with_one_fingerprint_field_edited_is_refused_naming_it(bundle, tmp_path, field):
+    import re
+    import shutil
+
+    edited = tmp_path / "edited"
+    shutil.copytree(bundle[0], edited)
+    meta = json.loads((edited / "aura_config.json").read_text())
+    original = meta["base"]["fingerprint"][field]
+    changed = f"not-{original}" if isinstance(original, str) else original + 1
+    meta["base"]["fingerprint"][field] = changed
+    (edited / "aura_config.json").write_text(json.dumps(meta))
+    with pytest.raises(AuraError, match=re.escape(f"differs ({field} {changed} vs {original})")):
+        load_bundle(edited, RuntimeConfig(device="cpu", quantization="none"))
+
+
 def test_missing_and_broken_bundles(tmp_path, bundle):
     with pytest.raises(AuraError, match="does not exist"):
         load_bundle(tmp_path / "nope")
