@@ -15,6 +15,7 @@ Layout (DESIGN.md section 2)::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "aura_config.json"
 EMBEDDING_NAME = "audio_embedding.safetensors"
 ADAPTER_NAME = "adapter_model.safetensors"
+CHECKSUMS_KEY = "checksums"  # aura_config.json: sha256 of every .safetensors file, written at save
 FINGERPRINT_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")
 WEIGHT_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
 
@@ -118,34 +120,143 @@ def read_bundle_config(bundle_dir: str | Path) -> dict[str, Any]:
     if version != FORMAT_VERSION:
         raise AuraError(f"{path} has format_version {version!r}; this version of AuRA reads format {FORMAT_VERSION}")
     for key in ("base", "model"):
-        if key not in meta:
+        if not isinstance(meta.get(key), dict):
             raise AuraError(f"{path} lacks the {key!r} section")
+    recorded = meta["base"].get("fingerprint")
+    missing = [k for k in FINGERPRINT_KEYS if not isinstance(recorded, dict) or k not in recorded]
+    if missing:
+        raise AuraError(f"{path}: the base model's fingerprint lacks {', '.join(missing)}; "
+                        "the bundle cannot be checked against its base model (re-save it with `aura train`)")
+    if not isinstance(meta["base"].get("id"), str) or not meta["base"]["id"]:
+        raise AuraError(f"{path}: base.id (the base model the adapter was trained on) is missing")
     return meta
 
 
 def bundle_base_ref(bundle_dir: Path, meta: dict[str, Any]) -> str:
-    """The base LLM a bundle names: its own copy under base/ if it carries one, else the recorded id/path."""
+    """The base LLM a bundle names: its own copy under base/ if it carries one, else the recorded id/path.
+
+    A relative path is read against the bundle, never against the current folder (a folder that
+    happens to be called like the id where the command runs must not be loaded instead); what does
+    not exist there is a hub id.
+    """
     if (bundle_dir / "base" / "config.json").is_file():
         return str(bundle_dir / "base")
-    return str(meta["base"]["id"])
+    ref = str(meta["base"]["id"])
+    if Path(ref).is_absolute():
+        return ref
+    beside = bundle_dir / ref
+    return str(beside) if beside.exists() else ref
 
 
-def bundle_info(bundle_dir: str | Path) -> dict[str, Any]:
-    """A summary of a bundle for `aura info` (reads metadata and tensor headers only)."""
+# ---------------------------------------------------------------------- validation
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weight_checksums(bundle_dir: Path) -> dict[str, str]:
+    """sha256 of every .safetensors file in the bundle, keyed by its path inside the bundle."""
+    return {str(p.relative_to(bundle_dir)): file_sha256(p) for p in sorted(bundle_dir.rglob("*.safetensors"))}
+
+
+def check_checksums(bundle_dir: Path, meta: dict[str, Any], names: list[str] | None = None) -> None:
+    """Refuse a weight file whose bytes changed since the bundle was saved (bundles without checksums pass)."""
+    recorded = meta.get(CHECKSUMS_KEY) or {}
+    for name in (names if names is not None else sorted(recorded)):
+        if name not in recorded or not (bundle_dir / name).is_file():
+            continue
+        if file_sha256(bundle_dir / name) != recorded[name]:
+            raise AuraError(f"{bundle_dir / name} is corrupt: its contents changed since the bundle was saved "
+                            "(checksum mismatch); copy the bundle again or retrain it")
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors, refused with the file's name when unreadable or not all finite."""
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # SafetensorError, OSError: a truncated or overwritten file
+        raise AuraError(f"{path} is unreadable (not a valid safetensors file: {str(exc).splitlines()[0]})") from exc
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise AuraError(f"{path} is broken: tensor {name} holds {bad} NaN/infinite values; "
+                            "these weights would give empty or wrong answers (retrain or copy the bundle again)")
+    return state
+
+
+def links_leaving(bundle_dir: Path) -> list[str]:
+    """Files or folders inside the bundle that are links to places outside it."""
+    root = bundle_dir.resolve()
+    out = []
+    for p in sorted(bundle_dir.rglob("*")):
+        if p.is_symlink() and root not in p.resolve().parents and p.resolve() != root:
+            out.append(f"{p.relative_to(bundle_dir)} -> {p.resolve()}")
+    return out
+
+
+def check_bundle_files(bundle_dir: Path, meta: dict[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
+    """The adapter and embedding files exist, match their checksums, read, and hold finite numbers.
+
+    Returns their tensors (file name -> state dict). Cheap: these are the small trained files.
+    """
+    states = {}
+    for name in (ADAPTER_NAME, EMBEDDING_NAME):
+        if not (bundle_dir / name).is_file():
+            raise AuraError(f"bundle {str(bundle_dir)!r} lacks {name}")
+    if not (bundle_dir / "adapter_config.json").is_file():
+        raise AuraError(f"bundle {str(bundle_dir)!r} lacks adapter_config.json (the LoRA's settings)")
+    check_checksums(bundle_dir, meta, [ADAPTER_NAME, EMBEDDING_NAME])
+    for name in (ADAPTER_NAME, EMBEDDING_NAME):
+        states[name] = read_weights(bundle_dir / name)
+    return states
+
+
+def check_embedding_shape(bundle_dir: Path, meta: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
+    """The embedding's weights fit the bundle's config and the base LLM's width (without loading the LLM)."""
+    cfg = ModelConfig.from_dict(meta["model"])
+    d_model = int(meta["base"]["fingerprint"]["hidden_size"])
+    try:
+        AudioEmbedding(cfg.audio.n_mels, d_model, cfg.embedding).load_state_dict(state, strict=True)
+    except Exception as exc:
+        raise AuraError(f"{bundle_dir / EMBEDDING_NAME} does not fit the bundle's config (n_mels {cfg.audio.n_mels}, "
+                        f"d_model {d_model}): {str(exc).splitlines()[0]}") from exc
+
+
+def validate_bundle(bundle_dir: str | Path, base: str | None = None, trust_remote_code: bool = False) -> dict[str, Any]:
+    """Everything loading checks, without loading the LLM: what `aura info` runs. Returns aura_config.json.
+
+    The config and its fingerprint, the base model's config against that fingerprint, the adapter and
+    embedding files (present, checksums, readable, finite, shapes) and, unlike loading, the
+    checksums of every other weight file the bundle carries. Raises AuraError naming what is wrong.
+    """
     bundle_dir = Path(bundle_dir)
     meta = read_bundle_config(bundle_dir)
+    base_ref = base or bundle_base_ref(bundle_dir, meta)
+    check_fingerprint(meta["base"]["fingerprint"], fingerprint(load_llm_config(base_ref, trust_remote_code)),
+                      meta["base"]["id"], base_ref)
+    states = check_bundle_files(bundle_dir, meta)
+    check_embedding_shape(bundle_dir, meta, states[EMBEDDING_NAME])
+    check_checksums(bundle_dir, meta)
+    return meta
+
+
+def bundle_info(bundle_dir: str | Path, base: str | None = None) -> dict[str, Any]:
+    """A summary of a bundle for `aura info`, after the same checks as loading (see :func:`validate_bundle`)."""
+    bundle_dir = Path(bundle_dir)
+    meta = validate_bundle(bundle_dir, base)
     files = {}
     for p in sorted(bundle_dir.rglob("*")):
         if p.is_file():
             files[str(p.relative_to(bundle_dir))] = p.stat().st_size
-    trainable = 0
-    for name in (EMBEDDING_NAME, ADAPTER_NAME):
-        if (bundle_dir / name).is_file():
-            trainable += sum(t.numel() for t in load_file(str(bundle_dir / name)).values())
+    trainable = sum(t.numel() for name in (EMBEDDING_NAME, ADAPTER_NAME)
+                    for t in read_weights(bundle_dir / name).values())
     return {
         "bundle": str(bundle_dir),
         "base": meta["base"],
-        "base_source": bundle_base_ref(bundle_dir, meta),
+        "base_source": base or bundle_base_ref(bundle_dir, meta),
         "teacher": meta.get("teacher"),
         "model": meta["model"],
         "embedding_shape": meta.get("embedding_shape"),
@@ -154,6 +265,8 @@ def bundle_info(bundle_dir: str | Path) -> dict[str, Any]:
         "metrics": meta.get("metrics"),
         "files": files,
         "total_bytes": sum(files.values()),
+        "checksums": "verified" if meta.get(CHECKSUMS_KEY) else "none recorded (bundle saved before checksums)",
+        "links_outside": links_leaving(bundle_dir),
     }
 
 
@@ -214,6 +327,7 @@ def save_bundle(out_dir: str | Path, model: AuraModel, tokenizer, model_cfg: Mod
                                 "stack": model.embedding.stack},
             "training": training or {},
             "metrics": metrics or {},
+            CHECKSUMS_KEY: weight_checksums(tmp),
         }
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         if card:
@@ -239,13 +353,16 @@ class Loaded:
     meta: dict[str, Any] = field(default_factory=dict)  # aura_config.json
 
 
-def load_embedding(bundle_dir: Path, cfg: ModelConfig, d_model: int, device: torch.device) -> AudioEmbedding:
+def load_embedding(bundle_dir: Path, cfg: ModelConfig, d_model: int, device: torch.device,
+                   state: dict[str, torch.Tensor] | None = None) -> AudioEmbedding:
+    """The bundle's AudioEmbedding (``state``: its tensors when already read and checked)."""
     embedding = AudioEmbedding(cfg.audio.n_mels, d_model, cfg.embedding)
     path = bundle_dir / EMBEDDING_NAME
-    if not path.is_file():
-        raise AuraError(f"bundle {str(bundle_dir)!r} lacks {EMBEDDING_NAME}")
+    if state is None:
+        if not path.is_file():
+            raise AuraError(f"bundle {str(bundle_dir)!r} lacks {EMBEDDING_NAME}")
+        state = read_weights(path)
     try:
-        state = load_file(str(path))
         embedding.load_state_dict(state, strict=True)
     except Exception as exc:
         raise AuraError(f"{path} does not fit the bundle's config (n_mels {cfg.audio.n_mels}, d_model {d_model}): "
@@ -264,8 +381,7 @@ def load_bundle(bundle_dir: str | Path, runtime: RuntimeConfig | None = None, ba
     base_ref = base or bundle_base_ref(bundle_dir, meta)
     check_fingerprint(meta["base"]["fingerprint"], fingerprint(load_llm_config(base_ref, trust_remote_code)),
                       meta["base"]["id"], base_ref)
-    if not (bundle_dir / ADAPTER_NAME).is_file():
-        raise AuraError(f"bundle {str(bundle_dir)!r} lacks {ADAPTER_NAME}")
+    states = check_bundle_files(bundle_dir, meta)  # before the (slow) LLM: a broken adapter never answers
     tok_dir = bundle_dir / "tokenizer"
     tokenizer = load_tokenizer(tok_dir if tok_dir.is_dir() else base_ref, trust_remote_code)
     resolved = backends.resolve(runtime)
@@ -276,8 +392,10 @@ def load_bundle(bundle_dir: str | Path, runtime: RuntimeConfig | None = None, ba
         raise AuraError(f"the LoRA in {str(bundle_dir)!r} does not fit base model {base_ref!r}: "
                         f"{str(exc).splitlines()[0]}") from exc
     llm.eval()
-    embedding = load_embedding(bundle_dir, cfg, llm.get_input_embeddings().weight.shape[1], resolved.device)
+    embedding = load_embedding(bundle_dir, cfg, llm.get_input_embeddings().weight.shape[1], resolved.device,
+                               states[EMBEDDING_NAME])
     aura = AuraModel(llm, embedding, cfg.prompt.audio_attention)
+    resolved.notices.extend(f"bundle file {link} leads outside the bundle" for link in links_leaving(bundle_dir))
     return Loaded(aura, tokenizer, cfg, resolved, base_ref, bundle_dir, meta)
 
 
