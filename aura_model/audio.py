@@ -151,6 +151,18 @@ def _mp3_supported() -> bool:
     return "MP3" in sf.available_formats()
 
 
+def check_regular_file(path: Path) -> None:
+    """Refuse anything but a regular file (after following links): reading a FIFO, a socket or a
+    device would block forever or never end, and a folder is a user's slip."""
+    name = str(path)
+    if path.is_dir():
+        raise AuraError(f"{name}: is a directory, not an audio file")
+    if not path.exists():
+        raise AuraError(f"{name}: audio file not found")
+    if not path.is_file():  # is_file follows links: a FIFO, socket or device lands here
+        raise AuraError(f"{name}: not a regular file (a pipe, socket or device); give an audio file")
+
+
 def load_audio(path: str | os.PathLike, cfg: AudioConfig | None = None) -> np.ndarray:
     """Read an audio file into a mono float32 waveform at ``cfg.sample_rate`` in [-1, 1].
 
@@ -165,10 +177,7 @@ def load_audio(path: str | os.PathLike, cfg: AudioConfig | None = None) -> np.nd
     cfg = _cfg(cfg)
     p = Path(path)
     name = str(p)
-    if p.is_dir():
-        raise AuraError(f"{name}: is a directory, not an audio file")
-    if not p.exists():
-        raise AuraError(f"{name}: audio file not found")
+    check_regular_file(p)
     if p.suffix.lower() in _MP3_SUFFIXES and not _mp3_supported():
         raise AuraError(
             f"{name}: cannot read mp3: the installed libsndfile ({sf.__libsndfile_version__}) has no MP3 "

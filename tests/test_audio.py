@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -156,6 +157,18 @@ def test_missing_file(tmp_path):
 def test_directory(tmp_path):
     with pytest.raises(AuraError, match="is a directory"):
         load_audio(tmp_path)
+
+
+@pytest.mark.timeout(60)
+def test_a_fifo_is_refused_at_once_not_read_forever(tmp_path):
+    fifo = tmp_path / "question.wav"
+    os.mkfifo(fifo)  # nobody writes: opening it to read would block for ever
+    with pytest.raises(AuraError, match="not a regular file"):
+        load_audio(fifo)
+    link = tmp_path / "link.wav"
+    link.symlink_to(fifo)  # a link is followed to what it points at
+    with pytest.raises(AuraError, match="not a regular file"):
+        load_audio(link)
 
 
 def test_corrupt_file(tmp_path):
