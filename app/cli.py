@@ -238,7 +238,10 @@ def cmd_info(args) -> int:
     print(f"trainable   {info['adapter_and_embedding_parameters']:,} parameters (adapter + audio embedding)")
     if info.get("metrics"):
         print("metrics     " + ", ".join(f"{k}={v}" for k, v in sorted(info["metrics"].items())))
-    print(f"files       {len(info['files'])} files, {info['total_bytes'] / 1e6:.1f} MB")
+    print(f"files       {len(info['files'])} files, {info['total_bytes'] / 1e6:.1f} MB; checksums {info['checksums']}")
+    for link in info["links_outside"]:
+        print(f"note        {link} leads outside the bundle")
+    print("check       ok: loads onto its base model (fingerprint, files, finite weights)")
     return 0
 
 
@@ -255,9 +258,11 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from aura_model.assistant import Assistant
     from aura_model.config import GenerationSettings, RuntimeConfig
-    from aura_model.evaluate import evaluate, read_manifest, result_line
+    from aura_model.evaluate import IncompleteEvaluation, check_audio_files, evaluate, read_manifest, result_line
 
-    items = read_manifest(args.manifest)  # a bad manifest fails before the model loads
+    items = read_manifest(args.manifest)  # a bad manifest or a missing clip fails before the model loads
+    if args.mode != "text":
+        check_audio_files(items)
     assistant = Assistant.open(args.bundle or _default_bundle_or_error(), None,
                                RuntimeConfig(device=args.device, quantization=args.quantization), args.trust_remote_code)
     transcriber = None
@@ -269,7 +274,14 @@ def cmd_eval(args) -> int:
     def show(result) -> None:
         print(result_line(result), flush=True)
 
-    summary = evaluate(assistant, items, args.mode, transcriber, GenerationSettings(max_new_tokens=args.max_new_tokens), show)
+    try:
+        summary = evaluate(assistant, items, args.mode, transcriber,
+                           GenerationSettings(max_new_tokens=args.max_new_tokens), show)
+    except IncompleteEvaluation as exc:
+        print(json.dumps(exc.summary), flush=True)  # what was scored is not lost
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None  # Ctrl-C keeps its exit status
+        raise
     print(json.dumps(summary), flush=True)
     return 0
 

@@ -146,3 +146,21 @@ def test_the_shipped_bundle_passes_every_check():
     root = Path(__file__).resolve().parents[1] / "assets" / "default_bundle"
     meta = validate_bundle(root)
     assert {ADAPTER_NAME, EMBEDDING_NAME} <= set(meta["checksums"])
+
+
+@pytest.mark.parametrize("damage", ["fingerprint", "adapter", "corrupt"])
+def test_aura_info_exits_1_with_the_reason_for_what_aura_chat_refuses(bundle, capsys, damage):
+    from app.cli import main
+
+    if damage == "fingerprint":
+        meta = json.loads((bundle / CONFIG_NAME).read_text())
+        meta["base"]["fingerprint"]["num_hidden_layers"] = 99
+        (bundle / CONFIG_NAME).write_text(json.dumps(meta))
+    elif damage == "adapter":
+        (bundle / ADAPTER_NAME).unlink()
+    else:
+        (bundle / EMBEDDING_NAME).write_bytes(b"\0" * 64)
+    for argv in (["info", str(bundle)], ["chat", "--bundle", str(bundle), "--text", "hi"]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("aura: error: ") and "unexpected error" not in err, err
