@@ -12,6 +12,8 @@ import torch  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+from pulse import pulse_device  # noqa: E402,F401  (a fixture for every test file: a private PulseAudio null sink)
+
 
 @pytest.fixture(autouse=True)
 def _seed():

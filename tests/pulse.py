@@ -1,7 +1,7 @@
 """A private PulseAudio server with a null sink: the virtual microphone of the capture tests.
 
-Shared by tests/test_capture.py and tests/test_listen.py (import the ``pulse_device``
-fixture into a test module to use it). The fixture starts a PulseAudio daemon
+Shared by the capture, listen and spoken-reply tests (tests/conftest.py offers the
+``pulse_device`` fixture to every test module). The fixture starts a PulseAudio daemon
 owned by the test (unless one is already reachable, which it borrows) with a null
 sink ``aura_test`` whose monitor is the default source; :func:`play` plays a wav
 into the sink with paplay, and PortAudio records it through ALSA's ``pulse``
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from app.listening.capture import list_input_devices, rescan_devices
+from app.listening.devices import list_input_devices, rescan_devices
 
 SINK = "aura_test"
 

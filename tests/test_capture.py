@@ -12,12 +12,15 @@ import pytest
 import soundfile as sf
 import soxr
 
-from app.listening.capture import Listener, MicrophoneStream, list_input_devices, resolve_input_device
+from app.listening.devices import list_input_devices, resolve_input_device
+from app.listening.listener import Listener
+from app.listening.stream import MicrophoneStream
 from app.listening.vad import REASON_PUSH_TO_TALK, VadSegmenter, rms_db
 from aura_model.errors import AuraError
-from pulse import play, pulse_device, synthesize, wait_for  # noqa: F401  (pulse_device is a fixture)
+from pulse import play, synthesize, wait_for
 
 SR = 16000
+WAIT_S = 30.0  # for what takes a fraction of a second on an idle machine; a busy one must not fail it
 
 
 def speech_duration(x, rate, threshold_db=-50.0):
@@ -91,7 +94,7 @@ def test_listener_emits_segments_and_levels(utterance):
     listener = Listener(segments.append, on_level=levels.append, stream_factory=lambda: FakeSource(signal))
     listener.start()
     try:
-        assert wait_for(lambda: segments, 5.0)
+        assert wait_for(lambda: segments, WAIT_S)
     finally:
         listener.stop()
     assert not listener.running
@@ -102,31 +105,40 @@ def test_listener_emits_segments_and_levels(utterance):
 
 def test_listener_discards_audio_while_muted(utterance):
     signal, _ = utterance
-    segments = []
-    listener = Listener(segments.append, stream_factory=lambda: FakeSource(signal))
+    segments, sources = [], []
+
+    def factory():
+        sources.append(FakeSource(signal))
+        return sources[-1]
+
+    listener = Listener(segments.append, stream_factory=factory)
     listener.mute(True)
     listener.start()
-    time.sleep(1.0)  # the whole utterance passes (about 10x real time)
-    listener.stop()
+    try:  # the whole utterance and a second of silence after it pass
+        assert wait_for(lambda: sources and sources[0].pos > len(signal) + SR, WAIT_S)
+    finally:
+        listener.stop()
     assert segments == []
 
 
 def test_listener_push_to_talk(utterance):
     signal, _ = utterance
-    segments = []
-    listener = Listener(segments.append, stream_factory=lambda: FakeSource(np.tile(signal, 10)))
+    segments, levels = [], []
+    listener = Listener(segments.append, on_level=levels.append, stream_factory=lambda: FakeSource(np.tile(signal, 10)))
     listener.set_push_to_talk(True)
     listener.start()
     try:
         listener.ptt_press()
-        time.sleep(0.3)
+        levels.clear()
+        assert wait_for(lambda: len(levels) >= 30, WAIT_S)  # held for ~30 chunks (0.9 s of audio)
         listener.ptt_release()
-        assert wait_for(lambda: segments, 2.0)
-        time.sleep(0.5)  # without a press, nothing more arrives even though speech keeps playing
+        assert wait_for(lambda: segments, WAIT_S)
+        levels.clear()
+        assert wait_for(lambda: len(levels) >= 30, WAIT_S)  # without a press, nothing more arrives though speech plays
     finally:
         listener.stop()
     assert len(segments) == 1 and segments[0].reason == REASON_PUSH_TO_TALK
-    assert segments[0].duration_s > 0.5  # 0.3 s wall time at ~10x real time
+    assert segments[0].duration_s > 0.5  # a press is applied within a chunk or two of being asked for
 
 
 def test_listener_reports_errors_and_reopens(utterance):
@@ -143,7 +155,7 @@ def test_listener_reports_errors_and_reopens(utterance):
     listener = Listener(segments.append, on_error=errors.append, stream_factory=factory, retry_s=0.05)
     listener.start()
     try:
-        assert wait_for(lambda: segments, 5.0)
+        assert wait_for(lambda: segments, WAIT_S)
     finally:
         listener.stop()
     assert errors == ["fake device unplugged", "fake device still missing"]
@@ -160,7 +172,7 @@ def test_listener_survives_a_failing_callback(utterance):
     listener = Listener(broken, on_error=errors.append, stream_factory=lambda: FakeSource(signal))
     listener.start()
     try:
-        assert wait_for(lambda: errors, 5.0)
+        assert wait_for(lambda: errors, WAIT_S)
         assert listener.running
     finally:
         listener.stop()
@@ -185,9 +197,9 @@ def test_listener_records_speech_through_pulseaudio(pulse_device, played_speech)
     listener = Listener(segments.append, on_level=levels.append, on_error=errors.append, device=pulse_device)
     listener.start()
     try:
-        assert wait_for(lambda: len(levels) >= 5, 5.0), f"no audio from {pulse_device!r}: {errors}"
+        assert wait_for(lambda: len(levels) >= 5, WAIT_S), f"no audio from {pulse_device!r}: {errors}"
         play(wav)
-        assert wait_for(lambda: segments, 5.0), f"no segment; errors: {errors}"
+        assert wait_for(lambda: segments, WAIT_S), f"no segment; errors: {errors}"
         time.sleep(0.3)
     finally:
         listener.stop()
@@ -215,7 +227,9 @@ def test_resampled_capture_through_pulseaudio(pulse_device, played_speech):
         elapsed = time.monotonic() - started
     audio = np.concatenate(chunks)
     assert audio.dtype == np.float32 and audio.ndim == 1
-    assert len(audio) / SR == pytest.approx(elapsed, abs=0.6)  # 16 kHz out, whatever the device rate
+    # 16 kHz out, whatever the device rate: never more audio than time passed (44.1 kHz unconverted would be
+    # 2.76x), and most of it read even when a busy machine leaves some unread in the queue at the end
+    assert 0.5 * elapsed < len(audio) / SR < elapsed + 0.6
     segmenter = VadSegmenter()
     segments = segmenter.feed(audio) + segmenter.flush()
     assert len(segments) == 1

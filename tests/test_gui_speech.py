@@ -9,15 +9,15 @@ import time
 import numpy as np
 import pytest
 
-from app.listening.capture import MicrophoneStream
+from app.listening.stream import MicrophoneStream
 from app.listening.vad import rms_db
 from app.workers.playback import Playback, play_blocking
 from app.workers.speech import EspeakEngine, SpeechOutput
-from pulse import pulse_device  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.usefixtures("main_thread_gc")  # no Qt object dies in a worker thread
 
 
+WAIT_MS = 30_000  # for what takes milliseconds on an idle machine; a busy one must not fail it
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
 
@@ -59,8 +59,11 @@ def test_a_newer_reply_replaces_one_still_being_synthesised(qtbot):
     speech.ready.connect(ready.append)
     speech.say(1, "first")
     speech.say(2, "second")
-    qtbot.waitUntil(lambda: len(ready) == 1, timeout=3000)
-    qtbot.wait(400)  # the first synthesis ends meanwhile, and is dropped
+    qtbot.waitUntil(lambda: len(ready) == 1, timeout=WAIT_MS)
+    for thread in threading.enumerate():  # both syntheses end (the first is dropped), their signals are posted
+        if thread.name == "aura-tts":
+            thread.join(WAIT_MS / 1000)
+    qtbot.wait(50)  # and delivered
     assert [a.turn for a in ready] == [2]
 
 
@@ -69,15 +72,14 @@ def test_playback_reports_start_and_end_and_stops_early(qtbot):
         stop.wait(len(samples) / rate)
 
     playback = Playback(play_fn=fake_play)
-    with qtbot.waitSignals([playback.started, playback.finished], timeout=3000):
+    with qtbot.waitSignals([playback.started, playback.finished], timeout=WAIT_MS):
         playback.play("short", np.zeros(1600, np.float32), 16000)
     assert playback.playing is None
-    playback.play("long", np.zeros(16000 * 30, np.float32), 16000)
+    playback.play("long", np.zeros(16000 * 600, np.float32), 16000)  # ten minutes: ending in WAIT_MS means stopped
     assert playback.playing.key == "long"
-    started = time.monotonic()
-    with qtbot.waitSignal(playback.finished, timeout=3000):
+    with qtbot.waitSignal(playback.finished, timeout=WAIT_MS):
         playback.stop()
-    assert time.monotonic() - started < 1.0 and playback.playing is None
+    assert playback.playing is None
 
 
 @pytest.mark.pulse
@@ -97,12 +99,11 @@ def test_spoken_reply_reaches_the_speakers(pulse_device):
                 levels.append(rms_db(chunk))
         player.join()
     assert max(levels) > -35  # speech, not the keep-alive silence
-    long = np.tile(samples, 20)
+    long = np.tile(samples, 200)  # minutes of speech: ending within WAIT_MS means stopped
     stop = threading.Event()
     player = threading.Thread(target=play_blocking, args=(long, rate, stop))
     player.start()
     time.sleep(0.3)
-    stopped_at = time.monotonic()
     stop.set()
-    player.join(5)
-    assert not player.is_alive() and time.monotonic() - stopped_at < 1.0
+    player.join(WAIT_MS / 1000)
+    assert not player.is_alive()

@@ -25,7 +25,7 @@ from app.listening.vad import REASON_SILENCE
 from aura_model.assistant import Assistant
 from aura_model.config import GenerationSettings, RuntimeConfig
 from helpers import clip, make_bundle
-from pulse import play, pulse_device, synthesize, wait_for  # noqa: F401  (pulse_device is a fixture)
+from pulse import play, synthesize, wait_for
 
 MAX_NEW = 8
 GEN = GenerationSettings(max_new_tokens=MAX_NEW)
@@ -69,24 +69,39 @@ def _utterance() -> np.ndarray:
 
 def test_pipeline_answers_an_utterance_exactly_as_the_assistant(assistant, tmp_path):
     pipeline = ListenPipeline(assistant, gen=GEN, stream_factory=lambda: FakeMic(_utterance()))
-    pipeline.open(timeout_s=5)
+    pipeline.open(timeout_s=30)
     try:
-        heard = pipeline.next_segment(timeout_s=10)
+        heard = pipeline.next_segment(timeout_s=60)
     finally:
         pipeline.close()
     assert heard is not None and heard.segment.reason == REASON_SILENCE
     items = list(pipeline.stream_answer(heard))
     done = items[-1]
     assert isinstance(done, HeardAnswer)
-    assert "".join(items[:-1]) == done.text
-    assert done.text == assistant.answer(audio=heard.segment.samples, gen=GEN)
-    if done.text:
-        # end of speech -> first token includes the VAD hang-over that passed before the segment was handed over
-        assert done.first_token_ms >= heard.segment.endpoint_delay_s * 1000 * 0.9
-        assert done.model_first_token_ms <= done.first_token_ms
+    expected = assistant.answer(audio=heard.segment.samples, gen=GEN)
+    assert expected.strip(), "the model gave no answer to the utterance: nothing below would be checked"
+    assert done.text == expected and "".join(items[:-1]) == expected
+    # end of speech -> first token includes the VAD hang-over that passed before the segment was handed over
+    assert done.first_token_ms >= heard.segment.endpoint_delay_s * 1000 * 0.9
+    assert done.model_first_token_ms <= done.first_token_ms
     saved = save_segment(tmp_path, 1, heard.segment)
     samples, rate = sf.read(saved, dtype="float32")
     assert rate == 16000 and np.array_equal(samples, heard.segment.samples)  # the wav is exactly what was heard
+
+
+def test_an_utterance_heard_while_answering_waits_its_turn(assistant):
+    pipeline = ListenPipeline(assistant, gen=GEN, stream_factory=lambda: FakeMic(np.tile(_utterance(), 2)))
+    pipeline.open(timeout_s=30)
+    try:
+        first = pipeline.next_segment(timeout_s=60)
+        assert first is not None
+        assert wait_for(lambda: len(pipeline.conversation.waiting) == 1, 60), "the second utterance was not heard"
+        assert pipeline.conversation.current.payload is first  # the second waits for the first's answer
+        assert isinstance(list(pipeline.stream_answer(first))[-1], HeardAnswer)
+        second = pipeline.next_segment(timeout_s=30)
+    finally:
+        pipeline.close()
+    assert second is not None and second.segment.start_s >= first.segment.end_s
 
 
 def test_pipeline_open_fails_with_the_device_error(assistant):

@@ -1,7 +1,8 @@
 """The headless listening pipeline: microphone -> VAD -> Assistant, without a window (`aura listen`).
 
-Qt-free. The :class:`~app.listening.capture.Listener` thread captures and endpoints;
-its segments are queued and answered one after another on the caller's thread,
+Qt-free. The :class:`~app.listening.listener.Listener` thread captures and endpoints;
+its segments become turns of a :class:`~app.conversation.Conversation` (the turn
+queue the GUI uses too) and are answered one after another on the caller's thread,
 so the model and the audio never share a thread. The GUI runs the same chain with
 the model in a QThread instead (app/workers/).
 """
@@ -17,10 +18,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from app.conversation import Conversation, Turn
 from aura_model.config import GenerationSettings
 from aura_model.errors import AuraError
 
-from .capture import AudioSource, Listener
+from .listener import AudioSource, Listener
 from .vad import Segment, VadConfig
 
 
@@ -59,7 +61,10 @@ class HeardAnswer:
 
 
 class ListenPipeline:
-    """Listener + Assistant. ``open()``, then ``next_segment()`` / ``answer()`` in a loop, then ``close()``."""
+    """Listener + Assistant. ``open()``, then ``next_segment()`` / ``stream_answer()`` in a loop, then ``close()``.
+
+    Asking for the next segment ends the previous one's turn, answered or not.
+    """
 
     def __init__(self, assistant, *, device: int | str | None = None, vad_config: VadConfig | None = None,
                  gen: GenerationSettings | None = None, system_prompt: str | None = None,
@@ -67,7 +72,9 @@ class ListenPipeline:
         self.assistant = assistant  # aura_model.assistant.Assistant
         self.gen = gen or GenerationSettings()
         self.system_prompt = system_prompt
-        self._segments: queue.Queue[HeardSegment] = queue.Queue()
+        self._startable: queue.Queue[Turn] = queue.Queue()  # turns the conversation let go to the model, in order
+        self.conversation = Conversation(self._startable.put)  # a turn's payload: its HeardSegment
+        self._handed_out: Turn | None = None  # the turn next_segment returned last (caller's thread only)
         self._errors: queue.Queue[str] = queue.Queue()
         self.listener = Listener(self._on_segment, on_error=self._errors.put, device=device,
                                  vad_config=vad_config, stream_factory=stream_factory)
@@ -75,7 +82,10 @@ class ListenPipeline:
     # -- from the Listener thread ---------------------------------------------------------------
 
     def _on_segment(self, segment: Segment) -> None:
-        self._segments.put(HeardSegment(segment, time.perf_counter()))
+        heard = HeardSegment(segment, time.perf_counter())
+        self.conversation.submit(self.conversation.new_turn(
+            audio=segment.samples, sample_rate=segment.sample_rate, origin=heard.speech_end_at,
+            source="microphone", payload=heard))
 
     # -- caller's thread -----------------------------------------------------------------------
 
@@ -103,13 +113,23 @@ class ListenPipeline:
 
     def next_segment(self, timeout_s: float | None = None) -> HeardSegment | None:
         """The next utterance, or None when ``timeout_s`` passes without one."""
+        if self._handed_out is not None:  # not answered through stream_answer: its turn ends here
+            self.conversation.finish(self._handed_out.id)
+            self._handed_out = None
         try:
-            return self._segments.get(timeout=timeout_s)
+            self._handed_out = self._startable.get(timeout=timeout_s)
         except queue.Empty:
             return None
+        return self._handed_out.payload
 
     def stream_answer(self, heard: HeardSegment, stop: threading.Event | None = None) -> Iterator[str | HeardAnswer]:
-        """The answer's text pieces as they come, then one HeardAnswer with the whole text and timings."""
+        """The answer's text pieces as they come, then one HeardAnswer with the whole text and timings.
+
+        ``stop`` ends it between two pieces; without one, ``conversation.stop()`` does.
+        """
+        turn = self._handed_out if self._handed_out is not None and self._handed_out.payload is heard else None
+        if stop is None and turn is not None:
+            stop = turn.stop
         audio = samples_for_model(self.assistant, heard.segment.samples, heard.segment.sample_rate)
         started = time.perf_counter()
         first, pieces = None, []
@@ -119,6 +139,9 @@ class ListenPipeline:
             pieces.append(piece)
             yield piece
         done = time.perf_counter()
+        if turn is not None:
+            self._handed_out = None
+            self.conversation.finish(turn.id, "".join(pieces), stopped=stop is not None and stop.is_set())
         yield HeardAnswer(
             heard=heard, text="".join(pieces),
             first_token_ms=None if first is None else (first - heard.speech_end_at) * 1000,

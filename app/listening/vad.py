@@ -2,7 +2,7 @@
 
 Pure streaming code, no threads and no audio devices, so it is tested with
 synthetic audio and shared by the CLI and the GUI. The microphone side lives in
-:mod:`app.listening.capture`.
+:mod:`app.listening.stream` and :mod:`app.listening.listener`.
 
 How a frame is judged (30 ms = 480 samples at 16 kHz):
 

@@ -1,37 +1,32 @@
-"""ChatTab: the conversation — turns in (speech, files, typing), streamed answers out, one at a time.
+"""ChatTab: the conversation's view — turns in (speech, files, typing), streamed answers out.
 
-It owns no thread: turns go to the model worker (:class:`~app.workers.model_worker.ModelThread`)
-one after another, tokens come back as signals; the microphone, playback and
-text-to-speech are services the window hands in. Rules it keeps:
-
-* one request in the model at a time; later turns wait in order (their bubble says so);
-* Stop sets the running request's stop event (the worker is busy, so no queued call
-  could reach it), drops waiting turns and silences speech;
-* while anything plays (a spoken reply or a recorded turn) the microphone is muted,
-  unless barge-in is on — then speaking over the assistant silences it.
+It owns no thread and no rules: the turn queue, the history and the barge-in
+policy are :class:`~app.conversation.Conversation`'s (plain Python); this widget
+draws the bubbles and wires the conversation to the services the window hands in:
+the model worker (:class:`~app.workers.model_worker.ModelThread`, tokens come back
+as signals), the microphone, playback and text-to-speech. Waiting turns say so in
+their bubble; Stop also silences speech; a recorded turn playing mutes the
+microphone like a spoken reply does.
 """
 
 from __future__ import annotations
 
-import itertools
-import time
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import soundfile as sf
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
-from app.settings import Settings
+from app.audio_file import is_audio_file, not_audio_message, read_preview
+from app.conversation import Conversation, Turn
 from app.listening.pipeline import HeardSegment
+from app.settings import Settings
 from app.workers.microphone import MicrophoneBridge, MicState
 from app.workers.model_worker import AnswerDone, AskFailed, AskRequest, ModelThread, TokenPiece
 from app.workers.playback import Playback, Sound
 from app.workers.speech import SpeechAudio, SpeechOutput
+from aura_model.errors import AuraError
 
 from .audio_clip import AudioClip
 from .banner import Banner
@@ -41,23 +36,9 @@ from .icons import icon
 from .message_bubble import ASSISTANT, USER, MessageBubble
 from .mic_bar import MicBar
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3")
-DISPLAY_MAX_S = 60.0  # a longer file is still sent (the model refuses it with its own message); its thumbnail stops here
+
 RECOVERED_BANNER_MS = 4000  # "microphone is back" disappears after this
-
-
-@dataclass
-class Turn:
-    """A user turn waiting for, or getting, its answer."""
-
-    id: int  # AskRequest.turn
-    bubble: MessageBubble  # the assistant's bubble the answer streams into
-    audio: str | np.ndarray | None = None  # file path or 16 kHz samples
-    text: str | None = None  # typed text
-    sample_rate: int = 16000
-    origin: float = field(default_factory=time.perf_counter)  # end of speech / send time
-    source: str = "typed"  # typed | file | microphone
-    request: AskRequest | None = None  # set when sent to the model
+NO_MODEL_MESSAGE = "No model is loaded: choose an AuRA bundle in Settings."
 
 
 class ChatTab(QWidget):
@@ -68,19 +49,35 @@ class ChatTab(QWidget):
                  speech: SpeechOutput, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("ChatTab")
+        self.conversation = Conversation(self._send, model_state="none")  # a turn's payload: its answer's bubble
         self.settings = settings
         self.model, self.mic, self.playback, self.speech = model, mic, playback, speech
-        self.model_state = "none"  # none | loading | ready
-        self._ids = itertools.count(1)
-        self._waiting: deque[Turn] = deque()
-        self._current: Turn | None = None
-        self._turns: dict[int, Turn] = {}
         self._clips: dict[int, AudioClip] = {}
-        self._history: list[dict[str, Any]] = []  # typed exchanges, for ChatSettings.context_turns
         self._mic_had_problem = False
         self._banners: dict[str, Banner] = {}  # shown banners by key
         self._build()
         self._wire()
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        """The window assigns changed settings here; the conversation's rules follow them."""
+        self._settings = settings
+        self.conversation.context_turns = settings.chat.context_turns
+        self.conversation.barge_in = settings.audio.barge_in
+
+    @property
+    def model_state(self) -> str:
+        """none | loading | ready."""
+        return self.conversation.model_state
+
+    @property
+    def busy(self) -> bool:
+        """A turn is in the model."""
+        return self.conversation.busy
 
     # -- layout -----------------------------------------------------------------------------------
 
@@ -184,39 +181,34 @@ class ChatTab(QWidget):
         if not text:
             return
         self.view.add(MessageBubble(USER, text))
-        self._enqueue(Turn(next(self._ids), self._assistant_bubble(), text=text, source="typed"))
+        self._enqueue(self.conversation.new_turn(text=text, source="typed"))
 
     def submit_file(self, path: str | Path) -> bool:
         """An audio file as a turn; False (with a banner) when it is not a readable audio file."""
         path = Path(path)
-        if path.suffix.lower() not in AUDIO_SUFFIXES:
-            self.show_banner("file", "warning", f"{path.name}: not an audio file this app reads "
-                             f"({', '.join(s.lstrip('.') for s in AUDIO_SUFFIXES)})")
+        if not is_audio_file(path):
+            self.show_banner("file", "warning", not_audio_message(path))
             return False
         try:
-            info = sf.info(str(path))
-            frames = min(info.frames, int(DISPLAY_MAX_S * info.samplerate)) if info.frames > 0 else -1
-            data, rate = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
-        except Exception as exc:  # soundfile raises several types for unreadable files
-            detail = " ".join(str(exc).split()) or type(exc).__name__
-            self.show_banner("file", "error", f"Cannot open {path.name}: {detail}")
+            preview = read_preview(path)
+        except AuraError as exc:
+            self.show_banner("file", "error", str(exc))
             return False
         self.hide_banner("file")
-        samples = data.mean(axis=1).astype(np.float32) if data.shape[1] else np.zeros(0, np.float32)
-        turn_id = next(self._ids)
-        self._add_audio_bubble(turn_id, samples, rate, path.name)
-        self._enqueue(Turn(turn_id, self._assistant_bubble(), audio=str(path), source="file"))
+        turn = self.conversation.new_turn(audio=str(path), source="file")
+        self._add_audio_bubble(turn.id, preview.samples, preview.sample_rate, path.name)
+        self._enqueue(turn)
         return True
 
     def submit_segment(self, heard: HeardSegment) -> None:
         """An utterance from the microphone."""
         seg = heard.segment
-        if self.playback.playing is not None and self.settings.audio.barge_in:
-            self.silence()  # barge-in: the user talks over the assistant
-        turn_id = next(self._ids)
-        self._add_audio_bubble(turn_id, seg.samples, seg.sample_rate, "microphone")
-        self._enqueue(Turn(turn_id, self._assistant_bubble(), audio=seg.samples, sample_rate=seg.sample_rate,
-                           origin=heard.speech_end_at, source="microphone"))
+        if self.conversation.speech_interrupts(playing=self.playback.playing is not None):
+            self.silence()
+        turn = self.conversation.new_turn(audio=seg.samples, sample_rate=seg.sample_rate,
+                                          origin=heard.speech_end_at, source="microphone")
+        self._add_audio_bubble(turn.id, seg.samples, seg.sample_rate, "microphone")
+        self._enqueue(turn)
 
     def _add_audio_bubble(self, turn_id: int, samples: np.ndarray, rate: int, source: str) -> None:
         color = self.palette().color(QPalette.ColorRole.HighlightedText)
@@ -226,85 +218,66 @@ class ChatTab(QWidget):
         self._clips[turn_id] = clip
         self.view.add(bubble)
 
-    def _assistant_bubble(self) -> MessageBubble:
-        return self.view.add(MessageBubble(ASSISTANT))
+    def _enqueue(self, turn: Turn) -> None:
+        """The answer's bubble joins the view, then the turn joins the conversation."""
+        turn.payload = bubble = self.view.add(MessageBubble(ASSISTANT))
+        if not self.conversation.submit(turn):
+            bubble.fail(NO_MODEL_MESSAGE)
+        elif turn is not self.conversation.current:
+            bubble.set_waiting(self.conversation.waiting_note())
 
-    # -- the queue --------------------------------------------------------------------------------
-
-    @property
-    def busy(self) -> bool:
-        return self._current is not None
+    # -- the model --------------------------------------------------------------------------------
 
     def set_model_state(self, state: str) -> None:
         """none | loading | ready; waiting turns go out once it is ready, and fail when there is none."""
-        self.model_state = state
-        if state == "ready":
-            self._dispatch()
-        elif state == "none":
-            while self._waiting:
-                self._waiting.popleft().bubble.fail("No model is loaded: choose an AuRA bundle in Settings.")
-        for turn in self._waiting:
-            turn.bubble.set_waiting(self._waiting_note())
+        for turn in self.conversation.set_model_state(state):
+            turn.payload.fail(NO_MODEL_MESSAGE)
+        for turn in self.conversation.waiting:
+            turn.payload.set_waiting(self.conversation.waiting_note())
 
-    def _waiting_note(self) -> str:
-        return "waiting for the model to load" if self.model_state == "loading" else "waiting for the previous answer"
-
-    def _enqueue(self, turn: Turn) -> None:
-        self._turns[turn.id] = turn
-        if self.model_state == "none":
-            turn.bubble.fail("No model is loaded: choose an AuRA bundle in Settings.")
-            return
-        self._waiting.append(turn)
-        turn.bubble.set_waiting(self._waiting_note() if (self.busy or self.model_state != "ready") else "")
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        if self.busy or self.model_state != "ready" or not self._waiting:
-            return
-        turn = self._waiting.popleft()
+    def _send(self, turn: Turn) -> None:
+        """The conversation's on_start: the turn goes to the model worker."""
         chat = self.settings.chat
-        turn.request = AskRequest(
+        request = AskRequest(
             turn=turn.id, audio=turn.audio, text=turn.text, sample_rate=turn.sample_rate, gen=chat.generation(),
-            history=tuple(self._history[-2 * chat.context_turns:]) if chat.context_turns else (),
-            system_prompt=chat.system_prompt or None, origin=turn.origin)
-        self._current = turn
-        turn.bubble.set_waiting("")
+            history=turn.history, system_prompt=chat.system_prompt or None, origin=turn.origin, stop=turn.stop)
+        turn.payload.set_waiting("")
         self.composer.set_generating(True)
         self.busy_changed.emit(True)
-        self.model.ask(turn.request)
+        self.model.ask(request)
+
+    def _current(self, turn_id: int) -> Turn | None:
+        turn = self.conversation.current
+        return turn if turn is not None and turn.id == turn_id else None
 
     # -- answers out ------------------------------------------------------------------------------
 
     def _on_token(self, piece: TokenPiece) -> None:
-        turn = self._turns.get(piece.turn)
+        turn = self._current(piece.turn)
         if turn is not None:
-            turn.bubble.append(piece.text)
+            turn.payload.append(piece.text)
 
     def _on_done(self, done: AnswerDone) -> None:
-        turn = self._turns.pop(done.turn, None)
+        turn = self._current(done.turn)
         if turn is None:
             return
-        turn.bubble.finish(self._meta(turn, done), stopped=done.stopped)
-        if turn.source == "typed" and done.text and not done.stopped:
-            self._history += [{"role": "user", "content": turn.text},
-                              {"role": "assistant", "content": done.text}]
+        turn.payload.finish(self._meta(turn, done), stopped=done.stopped)
         self.answered.emit(done)
         if self.settings.speech.enabled and done.text and not done.stopped:
             self.speech.say(done.turn, done.text, self.settings.speech.voice, self.settings.speech.rate)
-        self._finish_current(done.turn)
+        self._finish(done.turn, done.text, done.stopped)
 
     def _on_failed(self, failure: AskFailed) -> None:
-        turn = self._turns.pop(failure.turn, None)
+        turn = self._current(failure.turn)
         if turn is not None:
-            turn.bubble.fail(failure.message)
-        self._finish_current(failure.turn)
+            turn.payload.fail(failure.message)
+        self._finish(failure.turn)
 
-    def _finish_current(self, turn_id: int) -> None:
-        if self._current is not None and self._current.id == turn_id:
-            self._current = None
+    def _finish(self, turn_id: int, answer: str = "", stopped: bool = False) -> None:
+        if self._current(turn_id) is not None:
             self.composer.set_generating(False)
             self.busy_changed.emit(False)
-        self._dispatch()
+        self.conversation.finish(turn_id, answer, stopped)  # the next waiting turn, if any, is sent from here
 
     @staticmethod
     def _meta(turn: Turn, done: AnswerDone) -> str:
@@ -318,12 +291,8 @@ class ChatTab(QWidget):
 
     def stop(self) -> None:
         """Stop the answer being generated, drop waiting turns, and silence any speech."""
-        if self._current is not None and self._current.request is not None:
-            self._current.request.stop.set()
-        while self._waiting:
-            turn = self._waiting.popleft()
-            self._turns.pop(turn.id, None)
-            turn.bubble.finish("", stopped=True)
+        for turn in self.conversation.stop():
+            turn.payload.finish("", stopped=True)
         self.silence()
 
     def silence(self) -> None:
@@ -337,7 +306,7 @@ class ChatTab(QWidget):
         self.playback.stop()
         self.view.clear()
         self._clips.clear()
-        self._history.clear()
+        self.conversation.clear_history()
 
     def copy_conversation(self) -> None:
         QGuiApplication.clipboard().setText(self.view.transcript())
@@ -393,4 +362,4 @@ class ChatTab(QWidget):
 
     def update_mute(self) -> None:
         """Muted while something plays, unless barge-in is on."""
-        self.mic.mute(self.playback.playing is not None and not self.settings.audio.barge_in)
+        self.mic.mute(self.conversation.mutes_microphone(playing=self.playback.playing is not None))

@@ -26,7 +26,9 @@ from app.workers.model_worker import AnswerDone, LoadProgress, LoadRequest, Mode
 from app.workers.playback import Playback, PlayFn
 from app.workers.speech import SpeechEngine, SpeechOutput
 
-from .chat_tab import AUDIO_SUFFIXES, ChatTab
+from app.audio_file import AUDIO_SUFFIXES
+
+from .chat_tab import ChatTab
 from .settings_dialog import SettingsDialog
 from .status_bar import StatusBar
 from .theme import stylesheet

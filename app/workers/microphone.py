@@ -19,7 +19,7 @@ from typing import Callable
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.listening import Listener, Segment, list_input_devices
-from app.listening import capture
+from app.listening import devices as listening_devices
 from app.listening.pipeline import HeardSegment
 from app.settings import AudioSettings
 
@@ -122,7 +122,7 @@ class MicrophoneBridge(QObject):
     @staticmethod
     def devices() -> list[dict]:
         """Input devices, listed while no Listener is re-enumerating PortAudio (rescan_devices holds this lock)."""
-        with capture._open_lock:
+        with listening_devices._open_lock:
             return list_input_devices()
 
     # -- from the Listener thread ---------------------------------------------------------------
