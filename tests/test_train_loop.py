@@ -20,7 +20,7 @@ from aura_model.processor import AuraProcessor
 from aura_model.train.batching import Collator, text_prompt_ids
 from aura_model.train.command import add_arguments, run
 from aura_model.train.data import Item
-from aura_model.train.loop import with_echo_items
+from aura_model.train.objective import gather_spans, span_mask, with_echo_items
 from aura_model.train.teacher import Teacher
 
 from helpers import assert_close
@@ -569,3 +569,100 @@ def test_embedding_stem_starts_from_the_whisper_teachers_conv_stem(world, tmp_pa
     rep = ListReporter()
     train(make_spec(world, tmp_path / "misfit", {"train.max_steps": 1}), rep)  # TINY has 32 channels
     assert any(m.startswith("embedding: conv stem starts random, the teacher's does not fit") for m in rep.messages)
+
+
+# ---------------------------------------------------------------------- pure parts of the loop
+def test_lr_schedule_warms_up_then_holds_or_decays_to_zero_at_the_last_step():
+    from aura_model.train.runtime import lr_lambda
+
+    for name in ("constant", "linear", "cosine"):
+        f = lr_lambda(name, warmup=4, total=12)
+        assert [f(s) for s in range(5)] == [0.0, 0.25, 0.5, 0.75, 1.0]  # linear warm-up from 0
+    assert lr_lambda("constant", 4, 12)(12) == 1.0
+    assert lr_lambda("linear", 4, 12)(8) == pytest.approx(0.5) and lr_lambda("linear", 4, 12)(12) == 0.0
+    cosine = lr_lambda("cosine", 4, 12)
+    assert cosine(8) == pytest.approx(0.5) and cosine(12) == pytest.approx(0.0) and cosine(20) == pytest.approx(0.0)
+    assert lr_lambda("linear", 0, 10)(0) == 1.0  # no warm-up: the full rate from the first step
+
+
+def test_step_plan_counts_batches_per_process_and_steps_per_accumulation_window():
+    from aura_model.train.runtime import StepPlan
+
+    plan = StepPlan.of(n_items=10, batch_size=3, grad_accum=2, world=2, epochs=3, max_steps=0)
+    assert (plan.batches_per_epoch, plan.steps_per_epoch, plan.total_steps) == (2, 1, 3)  # 5 clips per process
+    assert StepPlan.of(10, 3, 2, 2, epochs=3, max_steps=7).total_steps == 7  # max_steps wins
+    assert plan.epochs_done(epoch=1, batch=1) == 1.5
+
+
+def test_step_record_names_every_term_and_pops_the_total():
+    from aura_model.train.reporting import record_fields, step_record
+    from aura_model.train.runtime import reduce_named
+
+    class OneProcess:
+        num_processes = 1
+
+    losses = reduce_named({"total": 1.5, "layer": 1.0, "kl": 0.5}, OneProcess(), "mean")
+    record = step_record(4, losses)
+    assert list(record) == ["step", "loss", "loss_kl", "loss_layer"] and record["loss"] == 1.5
+    assert record_fields(record) == {"loss": 1.5, "loss_kl": 0.5, "loss_layer": 1.0}
+
+
+def test_named_values_travel_between_processes_as_one_tensor_in_key_order():
+    from aura_model.train.runtime import reduce_named
+
+    class TwoProcesses:  # as if the other process held the same values
+        num_processes, device = 2, torch.device("cpu")
+
+        def reduce(self, tensor, op):
+            assert op == "sum" and tensor.dtype == torch.float64
+            return tensor * 2
+
+    assert reduce_named({"b": 1.0, "a": 3.0, "c": 0.5}, TwoProcesses(), "sum") == {"a": 6.0, "b": 2.0, "c": 1.0}
+
+
+def test_bundle_history_is_thinned_evenly_and_keeps_the_last_step():
+    from aura_model.train.reporting import HISTORY_IN_BUNDLE, thinned_history
+
+    short = [{"step": i} for i in range(1, HISTORY_IN_BUNDLE + 1)]
+    assert thinned_history(short) == short
+    long = [{"step": i} for i in range(1, 451)]  # stride 3
+    kept = [e["step"] for e in thinned_history(long)]
+    assert kept[:3] == [1, 4, 7] and kept[-2:] == [448, 450] and len(kept) == 151
+    assert thinned_history([]) == []
+
+
+def test_validation_metrics_from_named_sums():
+    from aura_model.distill import DistillConfig
+    from aura_model.train.validation import cosine_name, empty_sums, metrics_from_sums
+
+    sums = empty_sums(2)
+    sums.update({"items": 4, "layer_positions": 10.0, "layer_sum": 5.0, cosine_name(0): 8.0, cosine_name(1): 6.0,
+                 "response_tokens": 20.0, "kl_sum": 2.0, "ce_sum": 30.0, "token_hits": 5.0, "agreements": 1.0,
+                 "ctc_items": 4.0, "ctc_sum": 12.0})
+    d = DistillConfig(w_layer=1.0, w_kl=2.0, w_ce=0.0, w_ctc=0.5)
+    m = metrics_from_sums(sums, [(1, 3), (2, 6)], d)
+    assert m == pytest.approx({
+        "val_items": 4, "val_loss_layer": 0.5, "val_cosine_s1_t3": 0.8, "val_cosine_s2_t6": 0.6, "val_cosine": 0.7,
+        "val_kl": 0.1, "val_loss_ce": 1.5, "val_loss_kl": 0.1, "val_token_accuracy": 0.25, "val_agreement": 0.25,
+        "val_loss_ctc": 3.0,
+        "val_loss": 1.0 * 0.5 + 2.0 * 0.1 + 0.5 * 3.0,  # CE is reported but weighs 0
+    })
+    assert list(m)[-1] == "val_loss"
+    nothing = metrics_from_sums(empty_sums(0), [], DistillConfig(w_layer=0.0, w_kl=1.0))
+    assert nothing == {"val_items": 0, "val_loss": 0.0}  # a term without positions is not reported
+
+
+def test_validation_sums_have_the_same_names_on_every_process():
+    from aura_model.train.validation import SUMS, empty_sums
+
+    assert set(empty_sums(3)) == set(SUMS) | {"cosine_sum.0", "cosine_sum.1", "cosine_sum.2"}
+    assert set(empty_sums(0)) == set(SUMS) and not any(empty_sums(2).values())
+
+
+def test_spans_are_gathered_left_aligned_and_masked():
+    h = torch.arange(2 * 6 * 1, dtype=torch.float32).reshape(2, 6, 1)
+    spans = [[(1, 3)], []]
+    got = gather_spans(h, spans, t_max=4)
+    assert got[0, :, 0].tolist() == [1.0, 2.0, 3.0, 0.0] and not got[1].any()
+    assert span_mask(spans, 4).tolist() == [[True, True, True, False], [False] * 4]
+    assert span_mask([[(0, 9)]], 4).tolist() == [[True] * 4]  # a span longer than the width is cut

@@ -1,5 +1,6 @@
 """Before the first step: validate the clips and fill the caches (transcripts, teacher states, answers).
 
+``open_data`` lists the clips, ``prepare_items`` runs the stages in order and splits the clips.
 Each stage looks in the cache first and computes only what is missing. Under ``accelerate
 launch`` the missing entries are dealt round-robin to the processes, each writes its share
 (atomically), all wait at a barrier, then every process reads the complete cache. The teacher
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -20,9 +22,9 @@ from ..config import GenerationSettings
 from ..errors import AuraError
 from .batching import text_prompt_ids
 from .cache import Cache, response_key, sha256_text, teacher_keys, transcript_key
-from .data import DataReport, Item, Source
+from .data import DataReport, Item, Source, list_items, open_source, split_items
 from .progress import Reporter
-from .teacher import Teacher, TeacherInfo, align_and_pool, student_conv_frames
+from .teacher import Teacher, TeacherInfo, align_and_pool, resolve_teacher_dtype, student_conv_frames
 
 
 class StopRequested(Exception):
@@ -264,3 +266,76 @@ def cut_at_eos(ids: list[int], eos_ids: list[int], keep_eos: bool = False) -> li
         if t in eos:
             return list(ids[: i + 1] if keep_eos else ids[:i])
     return list(ids)
+
+
+# ------------------------------------------------------------------ the stages in order
+@dataclass
+class Data:
+    """Where the clips come from, what became of them, and the caches they fill."""
+
+    source: Source
+    report: DataReport  # clips found, skipped (with the reason), the split, where transcripts came from
+    cache: Cache
+    teacher: LazyTeacher  # loaded on the first clip that needs it, released once the caches are full
+
+
+def open_data(spec, info: TeacherInfo, device: torch.device, cache_dir: str | Path,
+              teacher_loader: Callable[..., Teacher] | None) -> tuple[Data, list[Item]]:
+    """The data source and its clips, listed but not decoded yet; refuses a source without any."""
+    source = open_source(spec.data, spec.dataset)
+    report = DataReport(spec.data, source.kind)
+    items = list_items(source, spec.dataset, report)
+    if not items:
+        raise AuraError(f"no usable items in {spec.data!r}: " + skip_summary(report))
+    t = spec.train
+    teacher = LazyTeacher(info, device, resolve_teacher_dtype(t.teacher_dtype, device), t.trust_remote_code,
+                          teacher_loader)
+    return Data(source, report, Cache(cache_dir), teacher), items
+
+
+def prepare_items(spec, data: Data, items: list[Item], teacher_layers: list[int], reporter: Reporter, ranks: Ranks,
+                  clock) -> tuple[list[Item], list[Item]]:
+    """Validate the clips and fill the transcript and teacher caches; returns (training, validation) items.
+
+    ``clock(stage)`` times each stage. Raises StopRequested on a signal (what is cached so far stays cached)."""
+    t, audio_cfg, info = spec.train, spec.model.audio, data.teacher.info
+    window = info.window_samples / info.sample_rate if info.window_samples and spec.distill.w_layer > 0 else None
+    with clock("validate"):
+        items = validate_items(items, data.source, audio_cfg, data.report, reporter, ranks, window)
+    try:
+        with clock("transcripts"):
+            items = fill_transcripts(items, spec.distill.needs_transcript, data.teacher, data.cache, data.source,
+                                     audio_cfg, t, data.report, reporter, ranks)
+        if teacher_layers and items:
+            with clock("teacher"):
+                fill_teacher_states(items, teacher_layers, data.teacher, data.cache, data.source, audio_cfg,
+                                    spec.model.embedding.stack, t, reporter, ranks)
+    finally:
+        data.teacher.release()
+    return _split(spec, items, data.report, reporter)
+
+
+def _split(spec, items: list[Item], report: DataReport, reporter: Reporter) -> tuple[list[Item], list[Item]]:
+    t = spec.train
+    train_items, val_items = split_items(items, t.val_fraction, t.max_val_items, t.seed)
+    report.n_train, report.n_val = len(train_items), len(val_items)
+    sources: dict[str, int] = {}
+    for it in items:
+        key = it.transcript_source or "none"
+        sources[key] = sources.get(key, 0) + 1
+    report.transcripts = sources
+    if not train_items:
+        raise AuraError(f"no usable items in {spec.data!r}: " + skip_summary(report))
+    reporter.message(report.summary())
+    for s in report.skipped:
+        reporter.message(f"  skipped {s['item']}: {s['reason']}")
+    return train_items, val_items
+
+
+def skip_summary(report: DataReport) -> str:
+    """Why no clip is usable, for the error message."""
+    if not report.skipped:
+        return "it holds no audio files"
+    shown = "; ".join(f"{s['item']}: {s['reason']}" for s in report.skipped[:3])
+    more = f" (and {len(report.skipped) - 3} more)" if len(report.skipped) > 3 else ""
+    return f"all {len(report.skipped)} skipped - {shown}{more}"
