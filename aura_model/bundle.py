@@ -1,6 +1,6 @@
 """The adapter bundle: the one place weights touch the disk (safetensors only, never pickle).
 
-Layout (DESIGN.md section 2)::
+Layout (docs/DESIGN.md, "The bundle")::
 
     bundle/
       aura_config.json             format version, base LLM id + fingerprint, teacher, audio/embedding/prompt config, training summary
@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from . import backends
+from . import backends, lora
 from .config import ModelConfig, RuntimeConfig
 from .embedding import AudioEmbedding
 from .errors import AuraError
@@ -299,6 +299,15 @@ def copy_model_files(src: str | Path, dst: Path) -> None:
             shutil.copy2(p, dst / p.name)
 
 
+def save_adapter(model: AuraModel, folder: Path) -> None:
+    """adapter_model.safetensors + adapter_config.json in PEFT's format, from a PEFT model or a plain LoRA."""
+    if model.lora is None:
+        model.llm.save_pretrained(str(folder), safe_serialization=True)
+        return
+    save_file(model.lora.state_dict(), str(folder / ADAPTER_NAME))
+    (folder / "adapter_config.json").write_text(json.dumps(model.lora.config, indent=2, sort_keys=True) + "\n")
+
+
 def save_bundle(out_dir: str | Path, model: AuraModel, tokenizer, model_cfg: ModelConfig, base_id: str, *,
                 base_config=None, teacher: str | None = None, training: dict | None = None,
                 metrics: dict | None = None, include_base: str | Path | None = None,
@@ -307,10 +316,13 @@ def save_bundle(out_dir: str | Path, model: AuraModel, tokenizer, model_cfg: Mod
     out_dir = Path(out_dir)
     if not model.has_adapter:
         raise AuraError("the model has no LoRA adapter to save")
-    llm_config = base_config if base_config is not None else model.llm.get_base_model().config
+    if base_config is not None:
+        llm_config = base_config
+    else:
+        llm_config = model.llm.config if model.lora is not None else model.llm.get_base_model().config
     tmp, commit = _atomic_dir(out_dir)
     try:
-        model.llm.save_pretrained(str(tmp), safe_serialization=True)  # adapter_model.safetensors + adapter_config.json
+        save_adapter(model, tmp)
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.embedding.state_dict().items()}
         save_file(state, str(tmp / EMBEDDING_NAME))
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
@@ -373,8 +385,6 @@ def load_embedding(bundle_dir: Path, cfg: ModelConfig, d_model: int, device: tor
 def load_bundle(bundle_dir: str | Path, runtime: RuntimeConfig | None = None, base: str | None = None,
                 trust_remote_code: bool = False) -> Loaded:
     """Load base LLM (quantized as configured) + LoRA + AudioEmbedding from a bundle, checking the fingerprint."""
-    from peft import PeftModel
-
     bundle_dir = Path(bundle_dir)
     meta = read_bundle_config(bundle_dir)
     cfg = ModelConfig.from_dict(meta["model"])
@@ -386,17 +396,32 @@ def load_bundle(bundle_dir: str | Path, runtime: RuntimeConfig | None = None, ba
     tokenizer = load_tokenizer(tok_dir if tok_dir.is_dir() else base_ref, trust_remote_code)
     resolved = backends.resolve(runtime)
     llm = load_llm(base_ref, resolved, trust_remote_code)
+    llm, plain = attach_bundle_lora(llm, bundle_dir, states[ADAPTER_NAME], resolved.device, base_ref)
+    embedding = load_embedding(bundle_dir, cfg, llm.get_input_embeddings().weight.shape[1], resolved.device,
+                               states[EMBEDDING_NAME])
+    aura = AuraModel(llm, embedding, cfg.prompt.audio_attention, plain)
+    resolved.notices.extend(f"bundle file {link} leads outside the bundle" for link in links_leaving(bundle_dir))
+    return Loaded(aura, tokenizer, cfg, resolved, base_ref, bundle_dir, meta)
+
+
+def attach_bundle_lora(llm, bundle_dir: Path, state: dict[str, torch.Tensor], device: torch.device, base_ref: str):
+    """The bundle's LoRA on ``llm``: applied directly when it is a plain LoRA (no PEFT import), else through PEFT.
+
+    Returns (llm, PlainLora or None); with PEFT the llm is the PeftModel.
+    """
+    adapter_config = lora.read_adapter_config(bundle_dir)
+    reason = lora.unsupported(adapter_config)
     try:
-        llm = PeftModel.from_pretrained(llm, str(bundle_dir), is_trainable=False)
+        if reason is None:  # LoRA weights in float32 whatever the base's dtype, as PEFT keeps them
+            return llm, lora.apply_lora(llm, adapter_config, state, torch.float32, device)
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(llm, str(bundle_dir), is_trainable=False).eval(), None
+    except AuraError as exc:
+        raise AuraError(f"the LoRA in {str(bundle_dir)!r} does not fit base model {base_ref!r}: {exc}") from exc
     except Exception as exc:
         raise AuraError(f"the LoRA in {str(bundle_dir)!r} does not fit base model {base_ref!r}: "
                         f"{str(exc).splitlines()[0]}") from exc
-    llm.eval()
-    embedding = load_embedding(bundle_dir, cfg, llm.get_input_embeddings().weight.shape[1], resolved.device,
-                               states[EMBEDDING_NAME])
-    aura = AuraModel(llm, embedding, cfg.prompt.audio_attention)
-    resolved.notices.extend(f"bundle file {link} leads outside the bundle" for link in links_leaving(bundle_dir))
-    return Loaded(aura, tokenizer, cfg, resolved, base_ref, bundle_dir, meta)
 
 
 def load_base_only(base: str, runtime: RuntimeConfig | None = None, trust_remote_code: bool = False) -> Loaded:

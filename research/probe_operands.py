@@ -9,7 +9,7 @@ per layer then predicts the first and the second spoken operand (0-ARITH_MAX). I
 If text states carry an operand and audio states do not, the adapter loses it before the LLM can
 compute with it. Needs the demo build's spoken train split (``aura demo build`` writes it).
 
-    python benchmarks/probe_operands.py [--bundle assets/default_bundle] \
+    python research/probe_operands.py [--bundle assets/default_bundle] \
         [--data .cache/demo-build/data/train] [--limit 2400] [--where answer|request]
 
 ``--where request`` probes the request's own states instead (the audio span, or the transcript's

@@ -1,6 +1,6 @@
 """Can a demo LLM read its transcript laid out in time on a clip's audio-token grid?
 
-    python benchmarks/probe_timed_transcript.py --manifest .cache/demo-build/data/test/manifest.jsonl
+    python research/probe_timed_transcript.py --manifest .cache/demo-build/data/test/manifest.jsonl
                                                 [--model assets/default_bundle/base] [--stack 4] [--n N]
 
 For each spoken clip of the manifest (its ``words`` field: when each word is spoken, written by
@@ -18,7 +18,7 @@ at 6.1 %: spreading a request over a clip's length breaks it either way (compare
 continued for 2000 steps on half requests with 1-8 pads after most tokens (``LLMTrainConfig(init_from=...,
 stretch_fraction=0.5, stretch_max=1, blank_rate=0.9, blank_max=8, steps=2000, lr=5e-4)``) reads the timed layout
 at 85.5 % but the plain transcript at 95.6 %; distilled onto (3000 steps, with and without a term matching the
-base's states on the timed transcript) it scored no better on the valid split than the shipped LLM (README).
+base's states on the timed transcript) it scored no better on the valid split than the shipped LLM (research/NOTES.md).
 """
 
 from __future__ import annotations

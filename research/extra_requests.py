@@ -8,10 +8,11 @@ requests (drawn with ``random.Random(0)``; 0 = all). Each is spoken once by a tr
 rates, pitches, levels and noise (its own seeds). Writes ``OUT/extra/wavs/*.wav`` and ``OUT/extra/metadata.jsonl``,
 and links ``OUT/orig`` to the listed train split, so ``--data OUT`` trains on both:
 
-    python benchmarks/extra_requests.py /tmp/more --train .cache/demo-build/data/train --arithmetic 4000
-    python -m aura_model.train --data /tmp/more ...   # the demo's flags: README, "The demo world"
+    python research/extra_requests.py /tmp/more --train .cache/demo-build/data/train --arithmetic 4000
+    python -m aura_model.train --data /tmp/more ...   # the demo's flags: research/experiments/shipped.yaml
 
-Measured with the shipped recipe (10 000 steps, README): 4000 arithmetic (20 147 clips) took held-out
+`python research/replay.py research/experiments/extra-4000-r32.yaml` does both steps and scores the result.
+Measured with the shipped recipe (10 000 steps, research/NOTES.md): 4000 arithmetic (20 147 clips) took held-out
 arithmetic from 18 % to 37 %, the test split 50.3 % -> 51.3 %.
 All of them (`--arithmetic 0`, 32 913 clips) at the same steps underfit: test 33.9 %, arithmetic 9 %.
 """

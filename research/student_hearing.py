@@ -11,7 +11,7 @@ the LLM's reading of the span, not in the hearing.
 The heads are not in the bundle; they are in a training checkpoint (``<output>.checkpoints/step-...``). A run
 makes one when stopped with SIGTERM or with ``--train.checkpoint_every N``.
 
-    python benchmarks/student_hearing.py --bundle OUT --checkpoint OUT.checkpoints/step-00010000 \
+    python research/student_hearing.py --bundle OUT --checkpoint OUT.checkpoints/step-00010000 \
         --teacher .cache/demo-build/teacher --manifest .cache/demo-build/data/test/manifest.jsonl \
         [--eval OUT.test.jsonl] [--limit 200]
 """

@@ -9,7 +9,7 @@ the requests is the chance level: a model that hears most words and misses one s
 model that guesses does not.
 
     aura eval --manifest .cache/demo-build/data/test/manifest.jsonl --mode aura > test.jsonl
-    python benchmarks/arith_errors.py .cache/demo-build/data/test/manifest.jsonl test.jsonl
+    python research/arith_errors.py .cache/demo-build/data/test/manifest.jsonl test.jsonl
 
 Measured on the shipped bundle (test split, 90 arithmetic clips, 77 wrong): 38 % of the wrong
 answers fit one operand right and the other one word off (shuffled: 13 %), mostly a unit word, and

@@ -1,6 +1,6 @@
 """How much a demo LLM's text accuracy depends on how far apart the request's tokens sit (RoPE positions).
 
-    python benchmarks/probe_positions.py [--model assets/default_bundle/base] [--split test] [--spread 1 2 4 0.5 0.25]
+    python research/probe_positions.py [--model assets/default_bundle/base] [--split test] [--spread 1 2 4 0.5 0.25]
                                          [--repeat 1 2 4]
 
 Reads each request of the split as text, with the same tokens, but places the request's
@@ -9,7 +9,7 @@ prints exact-match accuracy per family. A clip's audio span holds about 4-5 audi
 per transcript token, so at one position per audio token the LLM meets the words of a
 request about 4-5x farther apart than in any text it was trained on; the demo LLM then
 answers 9.5 % of test requests instead of 97.4 % (measured on the shipped base).
-The README measures two remedies: packed audio positions (``--prompt.audio_position_step``)
+research/NOTES.md measures two remedies: packed audio positions (``--prompt.audio_position_step``)
 and an LLM trained on stretched requests (``LLMTrainConfig.stretch_fraction``).
 
 ``--repeat r`` instead writes each request token r times in a row (one position each): the

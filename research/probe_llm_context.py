@@ -1,6 +1,6 @@
 """How much a demo LLM's text accuracy depends on the context before the request.
 
-    python benchmarks/probe_llm_context.py .cache/demo-build/llm [--n 120]
+    python research/probe_llm_context.py .cache/demo-build/llm [--n 120]
 
 Prints exact-match accuracy on the first N valid requests with no system turn, a one-word
 system turn and a 24-word one. A chat LLM should not care; a tiny LLM trained on single
