@@ -82,16 +82,17 @@ class AuraModel(nn.Module):
     the whole span; "causal" keeps the LLM's own mask everywhere.
     """
 
-    def __init__(self, llm: nn.Module, embedding: AudioEmbedding, audio_attention: str = "causal"):
+    def __init__(self, llm: nn.Module, embedding: AudioEmbedding, audio_attention: str = "causal", lora=None):
         super().__init__()
         self.llm = llm
         self.embedding = embedding
         self.bidirectional_audio = audio_attention == "bidirectional"
+        self.lora = lora  # a lora.PlainLora put into llm at load time (no PEFT), or None (PEFT, or no adapter)
 
     # ------------------------------------------------------------------ properties
     @property
     def has_adapter(self) -> bool:
-        return hasattr(self.llm, "disable_adapter")
+        return self.lora is not None or hasattr(self.llm, "disable_adapter")
 
     @property
     def device(self) -> torch.device:
@@ -103,6 +104,8 @@ class AuraModel(nn.Module):
 
     def adapter_disabled(self):
         """Context in which the LLM behaves as the plain base model (no LoRA)."""
+        if self.lora is not None:
+            return self.lora.disable_adapter()
         return self.llm.disable_adapter() if self.has_adapter else contextlib.nullcontext()
 
     # ------------------------------------------------------------------ embeddings
