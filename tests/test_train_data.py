@@ -49,7 +49,7 @@ def test_folder_with_txt_csv_and_jsonl_transcripts(tmp_path):
     assert wave.dtype == np.float32 and wave.ndim == 1 and len(wave) == 9600
 
 
-def test_folder_follows_a_linked_audio_folder_and_walks_a_loop_once(tmp_path):
+def test_folder_follows_a_linked_audio_folder_when_asked_and_walks_a_loop_once(tmp_path):
     store = tmp_path / "store"  # the audio lives elsewhere (another disk), linked into the data set
     wav(store / "a.wav", seed=1)
     wav(store / "b.wav", seed=2)
@@ -60,7 +60,7 @@ def test_folder_follows_a_linked_audio_folder_and_walks_a_loop_once(tmp_path):
     wav(data / "extra" / "c.wav", seed=3)
     (data / "metadata.jsonl").write_text("".join(json.dumps({"file_name": f, "text": t}) + "\n" for f, t in
                                                  [("wavs/a.wav", "one"), ("wavs/b.wav", "two"), ("extra/c.wav", "three")]))
-    _, items, report = discover(data)
+    _, items, report = discover(data, follow_links_outside=True)
     got = {it.key: it.transcript for it in items}
     assert got == {"wavs/a.wav": "one", "wavs/b.wav": "two", "extra/c.wav": "three"}
     assert report.skipped == []

@@ -119,6 +119,7 @@ class DatasetConfig(ConfigBase):
     subset: str = ""  # configuration name of a Hugging Face dataset, "" = its default
     max_items: int = 0  # use at most this many items (first in sorted order); 0 = all
     extensions: tuple[str, ...] = AUDIO_EXTENSIONS  # audio files a folder dataset picks up (case-insensitive)
+    follow_links_outside: bool = False  # follow links leading out of the data folder (audio on another disk)
 
     def __post_init__(self) -> None:
         check(bool(self.audio_column), "audio_column must not be empty")

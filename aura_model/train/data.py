@@ -133,25 +133,52 @@ class FolderSource(Source):
         self.root = root
         self.cfg = cfg
 
-    def _walk(self) -> tuple[list[Path], list[Path]]:
+    def _walk(self, report: DataReport) -> tuple[list[Path], list[Path]]:
         exts = tuple(e.lower() for e in self.cfg.extensions)
         audio, meta = [], []
         seen: set[str] = set()  # real paths of the folders walked: a link back up (a loop) is walked once
-        # followlinks: a data set often keeps its audio in a linked folder on another disk ("wavs -> /data/wavs")
+        # followlinks: links inside the data folder are part of it; links leading out are followed only when
+        # asked (dataset.follow_links_outside: audio kept on another disk, "wavs -> /data/wavs")
         for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
             real = os.path.realpath(dirpath)
             if real in seen:
                 dirnames[:] = []
                 continue
             seen.add(real)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            here = Path(dirpath)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and self._may_follow(here / d, report))
             for name in sorted(filenames):
-                p = Path(dirpath) / name
+                p = here / name
                 if name in METADATA_FILES:
                     meta.append(p)
-                elif name.lower().endswith(exts) and not name.startswith("."):
+                elif name.lower().endswith(exts) and not name.startswith(".") and self._may_read(p, report):
                     audio.append(p)
         return audio, meta
+
+    def _may_follow(self, path: Path, report: DataReport) -> bool:
+        """Whether a link met while walking leads somewhere the data set may be read from (else reported)."""
+        if not path.is_symlink():
+            return True
+        root, target = Path(os.path.realpath(self.root)), Path(os.path.realpath(path))
+        if target == root or root in target.parents:
+            return True  # inside the data folder (a loop is walked once)
+        if target in root.parents:
+            report.skip(self._rel(path), f"a link to {target}, a folder that contains the data folder: not followed")
+            return False
+        if self.cfg.follow_links_outside:
+            return True
+        report.skip(self._rel(path), f"a link leading outside the data folder (to {target}): not followed; "
+                                     "pass --dataset.follow_links_outside true to use it")
+        return False
+
+    def _may_read(self, path: Path, report: DataReport) -> bool:
+        """An audio file is read only when it is a regular file: a pipe or device would block the run."""
+        if not self._may_follow(path, report):
+            return False
+        if not path.is_file():
+            report.skip(self._rel(path), "not a regular file (a pipe, socket, device or broken link)")
+            return False
+        return True
 
     def _metadata(self, files: list[Path], report: DataReport) -> dict[Path, tuple[str | None, str | None]]:
         """audio path -> (transcript, problem) from every metadata file."""
@@ -202,7 +229,7 @@ class FolderSource(Source):
             return str(p)
 
     def items(self, report: DataReport) -> list[Item]:
-        audio, meta_files = self._walk()
+        audio, meta_files = self._walk(report)
         meta = self._metadata(meta_files, report)
         items = []
         for p in audio:

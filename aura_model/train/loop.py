@@ -21,6 +21,7 @@ a signal the loop writes a checkpoint, emits a ``checkpoint`` event and returns 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -29,6 +30,7 @@ import torch
 
 from ..bundle import save_bundle
 from ..config import GenerationSettings
+from ..errors import AuraError
 from ..distill import total_loss
 from . import checkpoint as ckpt
 from .augment import MaskSettings, mask_generator, spec_augment
@@ -38,6 +40,7 @@ from .config import TrainSpec
 from .data import Item
 from .models import ModelPlan, Student, build_student, check_models
 from .objective import DistillModule, base_targets, with_echo_items
+from .output import check_output, describe
 from .prepare import Data, Ranks, StopRequested, base_fingerprint, fill_responses, open_data, prepare_items
 from .progress import Reporter, TqdmReporter
 from .reporting import model_card, report_progress, step_record, throughput, training_summary
@@ -93,6 +96,7 @@ def train(spec: TrainSpec, reporter: Reporter | None = None, *, on_step: Callabl
     """
     reporter = reporter or TqdmReporter()
     spec.check_paths()
+    check_output(spec.output, spec.data, spec.checkpoint_dir)  # before any work: never replace the user's files
     with torch_settings(spec.train):
         acc = None
         try:
@@ -311,13 +315,35 @@ def _save_bundle(setup: Setup, state: TrainState, metrics: dict[str, Any]) -> Pa
     if acc.is_main_process:
         with setup.clock("save"):
             summary = training_summary(spec, state, setup.steps, plan, setup.data, setup.student.quantization, acc)
-            save_bundle(out, setup.module.aura, plan.tokenizer, spec.model, base_id=spec.student,
-                        base_config=plan.llm_config, teacher=spec.teacher, training=summary, metrics=dict(metrics),
-                        include_base=spec.student if spec.train.bundle_base else None,
-                        include_teacher=spec.teacher if spec.train.bundle_teacher else None,
-                        card=model_card(spec, setup.data.report.n_train, state.step, metrics))
+            try:
+                save_bundle(out, setup.module.aura, plan.tokenizer, spec.model, base_id=spec.student,
+                            base_config=plan.llm_config, teacher=spec.teacher, training=summary,
+                            metrics=dict(metrics), include_base=spec.student if spec.train.bundle_base else None,
+                            include_teacher=spec.teacher if spec.train.bundle_teacher else None,
+                            card=model_card(spec, setup.data.report.n_train, state.step, metrics))
+            except OSError as exc:  # a full disk, a folder that went read-only: keep the weights, say where
+                raise _unsaved(setup, state, out, exc) from exc
     acc.wait_for_everyone()
     return out
+
+
+def _unsaved(setup: Setup, state: TrainState, out: Path, exc: OSError) -> AuraError:
+    """The error for a bundle that could not be written, after keeping the trained weights in a checkpoint."""
+    problem = f"could not write the bundle {str(out)!r}: {describe(exc, out)}"
+    if setup.acc.num_processes > 1:
+        return AuraError(f"{problem}; with several processes the weights are kept only by the interval "
+                         "checkpoints (train.checkpoint_every)")
+    spec = setup.spec
+    for folder in (spec.checkpoint_dir, default_cache_dir() / "rescued" / out.name):
+        where = dataclasses.replace(spec, train=dataclasses.replace(spec.train, checkpoint_dir=str(folder)))
+        try:
+            saved = _save_checkpoint(dataclasses.replace(setup, spec=where), state, "unsaved")
+        except AuraError:
+            continue
+        flag = "" if folder == spec.checkpoint_dir else f" --train.checkpoint_dir {folder}"
+        return AuraError(f"{problem}; the trained weights are kept in {saved}: fix that and run the same command "
+                         f"with --resume{flag} to write the bundle")
+    return AuraError(f"{problem}; the trained weights could not be kept either")
 
 
 def _finish(setup: Setup, state: TrainState, output: Path | None, metrics: dict[str, Any], interrupted: str | None,

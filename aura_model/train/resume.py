@@ -18,6 +18,7 @@ import torch
 
 from ..errors import AuraError
 from . import checkpoint as ckpt
+from .output import describe
 from .config import TrainSpec, spec_differences
 from .progress import Reporter
 
@@ -86,9 +87,15 @@ def save_checkpoint(spec: TrainSpec, state: TrainState, layer_map: list[tuple[in
         scaler = acc.scaler.state_dict() if acc.scaler is not None else None
         saved = dict(dataclasses.asdict(state), spec=spec.to_dict(), num_processes=acc.num_processes,
                      layer_map=[list(p) for p in layer_map])
-        ckpt.save_common(tmp, trainable_state(module, names), optimizer.state_dict(), scheduler.state_dict(),
-                         scaler, saved)
-        path = ckpt.commit(tmp, root, state.step, spec.train.keep_checkpoints)
+        try:
+            ckpt.save_common(tmp, trainable_state(module, names), optimizer.state_dict(), scheduler.state_dict(),
+                             scaler, saved)
+            path = ckpt.commit(tmp, root, state.step, spec.train.keep_checkpoints)
+        except OSError as exc:  # a full disk: no half checkpoint left, the previous one stays the one to resume
+            shutil.rmtree(tmp, ignore_errors=True)
+            previous = ckpt.latest_checkpoint(root)
+            kept = f"{previous} is intact: free space and continue with --resume" if previous else "no earlier one"
+            raise AuraError(f"could not write checkpoint {path}: {describe(exc, root)}; {kept}") from exc
     acc.wait_for_everyone()
     return path
 

@@ -260,7 +260,7 @@ class Teacher:
     def load(cls, info: TeacherInfo, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False):
         import transformers
 
-        kwargs = dict(dtype=dtype, trust_remote_code=trust_remote_code)
+        kwargs = dict(dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True)
         fe = None
         try:
             if info.is_whisper:
@@ -274,8 +274,7 @@ class Teacher:
         except AuraError:
             raise
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise AuraError(f"cannot load teacher {info.ref!r}: {first}") from exc
+            raise AuraError(f"cannot load teacher {info.ref!r}: {load_problem(exc)}") from exc
         model.to(device).eval()
         for p in model.parameters():
             p.requires_grad_(False)
@@ -415,6 +414,15 @@ def check_decoder_teacher(info: TeacherInfo) -> None:
                         "has none the trainer can use: it needs a WhisperForConditionalGeneration with its tokenizer")
 
 
+def load_problem(exc: Exception) -> str:
+    """The first line of a loading error; a teacher with only pickle weights is told what to do."""
+    text = str(exc).strip()
+    if "safetensors" in text.lower():
+        return ("it has no safetensors weights; pickle files (.bin, .pt) are never loaded, as they can run code: "
+                "use a copy saved with save_pretrained(safe_serialization=True)")
+    return (text.splitlines() or [type(exc).__name__])[0]
+
+
 def load_decoder(info: TeacherInfo, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False):
     """(decoder, proj_out, pad_id, DecoderTargets) of a Whisper teacher, frozen, on ``device``; the encoder is dropped."""
     check_decoder_teacher(info)
@@ -422,10 +430,9 @@ def load_decoder(info: TeacherInfo, device: torch.device, dtype: torch.dtype, tr
 
     try:
         model = transformers.WhisperForConditionalGeneration.from_pretrained(
-            info.ref, dtype=dtype, trust_remote_code=trust_remote_code)
+            info.ref, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise AuraError(f"cannot load the decoder of teacher {info.ref!r}: {first}") from exc
+        raise AuraError(f"cannot load the decoder of teacher {info.ref!r}: {load_problem(exc)}") from exc
     cfg = model.config
     decoder, proj_out = model.model.decoder, model.proj_out
     del model  # the encoder goes with it
