@@ -33,9 +33,19 @@ def _generation_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=None)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen_command(argv: list[str] | None) -> str | None:
+    """The subcommand named on the command line (the first word that is not an option)."""
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    return words[0] if words else None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The `aura` parser; the trainer's ~100 flags (which import torch) only when ``argv`` asks for `aura train`."""
     parser = argparse.ArgumentParser(prog="aura", description="AuRA: a local voice assistant whose LLM hears speech directly.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
+    parser.add_argument("--self-test", action="store_true",
+                        help="answer a bundled spoken question with the bundled model, check the install, print one "
+                             "line and exit (0 = it works; alone, without a command)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     chat = sub.add_parser("chat", help="ask one question by audio file or text; the answer streams to stdout")
@@ -78,12 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="machine-readable output")
 
     train = sub.add_parser("train", help="distil an AuRA adapter from a teacher ASR encoder into an LLM")
-    try:
-        from aura_model.train.command import add_arguments
-    except ImportError:  # the trainer is optional at import time; `aura train` then explains
-        train.set_defaults(_train_missing=True)
-    else:
-        add_arguments(train)
+    if _chosen_command(argv) == "train":
+        try:
+            from aura_model.train.command import add_arguments
+        except ImportError:  # the trainer is optional at import time; `aura train` then explains
+            train.set_defaults(_train_missing=True)
+        else:
+            add_arguments(train)
 
     ev = sub.add_parser("eval", help="exact-match accuracy and time to first token over a JSONL manifest")
     ev.add_argument("--bundle", help="AuRA bundle folder (default: the bundled demo model)")
@@ -312,7 +323,14 @@ COMMANDS = {"chat": cmd_chat, "listen": cmd_listen, "info": cmd_info, "train": c
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # in a frozen build a spawned child runs its task here, not the CLI
+    if "--self-test" in (sys.argv[1:] if argv is None else argv):
+        from .self_test import main as self_test
+
+        return self_test()
+    args = build_parser(argv).parse_args(argv)
     if not args.debug:
         from aura_model.backends import quiet_libraries
 

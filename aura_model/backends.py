@@ -30,6 +30,22 @@ def quiet_kernel_warnings() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def no_hub_kernels() -> None:
+    """No kernels downloaded from the Hugging Face Hub in this process: call before transformers is imported.
+
+    transformers 5 imports the ``kernels`` package at import (about a second) and, unless
+    ``USE_HUB_KERNELS`` says no, "kernelizes" every model it loads with layers fetched from the Hub;
+    on CPUs with AVX512-BF16, bitsandbytes fetches a 4-bit kernel from the Hub at import. AuRA asks
+    for none of it: with the variable set and the package marked missing, all three use their own
+    code: no network call, no delay. ``import aura_model`` does this already; it is a function for
+    programs that import transformers first (a process that imported ``kernels`` keeps it).
+    """
+    import sys
+
+    os.environ.setdefault("USE_HUB_KERNELS", "NO")
+    sys.modules.setdefault("kernels", None)
+
+
 def quiet_libraries() -> None:
     """Library chatter (transformers' warnings and progress bars, optional-kernel notices) off the terminal.
 
