@@ -1,8 +1,10 @@
-"""Demo recipe steps 1-4: synthesis, WER, the domain LLM and the tiny Whisper teacher (tiny runs)."""
+"""Demo recipe steps 1-4: synthesis, WER, the domain LLM and the tiny Whisper teacher (tiny runs),
+the shared training loop, and the build's distillation flags and log lines."""
 
 import hashlib
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -405,3 +407,123 @@ def test_whisper_quick_training_learns_and_reloads(spoken, tmp_path):
     assert asr.wer([r["text"] for r in rows], hyps) < 0.5, hyps
     enc = model.model.encoder(input_features=asr.teacher_features(waves[:2], asr.input_frames(model)))
     assert enc.last_hidden_state.shape == (2, 250, cfg.d_model)
+
+
+# ----------------------------------------------------------------------- the shared training loop
+
+
+@dataclass
+class _LoopCfg:
+    steps: int = 101
+    lr: float = 0.05
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 40
+
+
+def test_shared_loop_steps_reports_and_evaluates():
+    from aura_model.demo.training import adamw, run_steps, warmup_cosine_lr
+
+    cfg = _LoopCfg()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    x, y = torch.randn(16, 3), torch.randn(16, 1)
+    opt = adamw(model.parameters(), cfg.lr, 0.0)
+    steps_drawn, recorded, events, asked = [], [], [], []
+
+    def make_batch(step):
+        steps_drawn.append(step)
+        return x, y
+
+    def loss_fn(batch):
+        assert model.training  # back in training mode after each evaluation
+        loss = torch.nn.functional.mse_loss(model(batch[0]), batch[1])
+        recorded.append(float(loss.detach() + 1.0))
+        return loss, loss.detach() + 1.0  # the recorded loss may differ from the minimised one
+
+    def evaluate():
+        model.eval()
+        return {"score": len(steps_drawn)}
+
+    run = run_steps(cfg, model, opt, list(model.parameters()), make_batch, loss_fn, events.append, started=0.0,
+                    evaluate=evaluate, threads_now=lambda: asked.append(1) or torch.get_num_threads())
+    assert steps_drawn == list(range(cfg.steps)) and run.losses == recorded
+    assert run.losses[-1] < run.losses[0] - 0.1  # the model was optimised
+    steps = [e for e in events if e["event"] == "step"]
+    assert [e["step"] for e in steps] == [0, 50, 100] and len(asked) == 3
+    assert all(e["threads"] == torch.get_num_threads() for e in steps)
+    assert [e["lr"] for e in steps] == [warmup_cosine_lr(s, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+                                        for s in (0, 50, 100)]
+    assert opt.param_groups[0]["lr"] == steps[-1]["lr"]
+    assert run.evals == [{"step": 40, "score": 40}, {"step": 80, "score": 80}]  # none at the last step
+    assert [e for e in events if e["event"] == "eval"] == [{"event": "eval", **e} for e in run.evals]
+
+
+def test_saved_run_report_and_done_event(tmp_path):
+    from aura_model.demo.training import LoopResult, load_report, save_trained
+
+    class Saves:
+        def save_pretrained(self, folder, **_):
+            (Path(folder) / f"{type(self).__name__}.saved").write_text("")
+
+    class Model(Saves):
+        pass
+
+    class Tokenizer(Saves):
+        pass
+
+    run = LoopResult(started=0.0, losses=[4.0, 3.0, 2.0, 1.0], evals=[{"step": 2, "valid": 0.5}], train_seconds=1.26)
+    events = []
+    save_trained(tmp_path, Model(), Tokenizer(), "r.json", _LoopCfg(steps=4), run, {"seed": 3, "params": 7}, 2,
+                 {"valid": {"accuracy": 0.75}}, events.append, {"accuracy": {"valid": 0.75}})
+    report = load_report(tmp_path, "r.json")
+    assert (tmp_path / "Model.saved").is_file() and (tmp_path / "Tokenizer.saved").is_file()
+    assert report["config"]["steps"] == 4 and report["seed"] == 3 and report["params"] == 7
+    assert (report["loss_first"], report["loss_last"], report["loss_curve"]) == (4.0, 1.5, [4.0, 3.0, 2.0, 1.0])
+    assert report["evals"] == run.evals and report["scores"] == {"valid": {"accuracy": 0.75}}
+    assert report["train_seconds"] == 1.3 and report["total_seconds"] >= report["train_seconds"]
+    assert events == [{"event": "done", "params": 7, "train_seconds": 1.3, "total_seconds": report["total_seconds"],
+                       "accuracy": {"valid": 0.75}}]
+
+
+# ----------------------------------------------------------------------- build recipe (fast parts)
+
+
+def test_eval_log_line_leaves_out_metrics_a_run_does_not_compute():
+    from aura_model.demo.build import eval_line
+
+    full = eval_line("AuRA", {"step": 500, "val_cosine": 0.81234, "val_kl": 3.8, "val_token_accuracy": 0.7,
+                              "val_agreement": 0.125})
+    assert full == "   [AuRA] eval @ 500: cosine 0.812, kl 3.800, token accuracy 0.700, answer agreement 0.125"
+    no_layer = eval_line("no layer-wise loss", {"step": 500, "val_cosine": None, "val_kl": 3.5})
+    assert no_layer == "   [no layer-wise loss] eval @ 500: kl 3.500"
+
+
+def test_distillation_flags_start_the_stem_from_the_teacher(tmp_path):
+    from aura_model.demo.build import FULL, teacher_width
+
+    (tmp_path / "config.json").write_text(json.dumps({"d_model": 128}))
+    assert teacher_width(tmp_path) == 128 and teacher_width(tmp_path / "missing") is None
+    flags = FULL.flags(1, 128)
+    assert flags[flags.index("--embedding.conv_channels") + 1] == "128"
+    assert flags[flags.index("--distill.stem_from_teacher") + 1] == "true"
+    assert flags[flags.index("--distill.w_layer") + 1] == str(FULL.w_layer)
+    assert "--embedding.conv_channels" not in FULL.flags(1, None)  # an unreadable teacher: the default stem
+
+
+def test_distillation_flags_are_what_the_trainer_reads(tmp_path):
+    """The plan's flags parse into the trainer's settings: rank-32 LoRA on attention and MLP, bidirectional audio."""
+    import argparse
+
+    from aura_model.demo.build import FULL
+    from aura_model.train.command import add_arguments, spec_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--teacher", "t", "--student", "s", "--data", str(tmp_path), "--output",
+                              str(tmp_path / "out"), *FULL.flags(1, 128)])
+    spec = spec_from_args(args)
+    assert (spec.model.lora.r, spec.model.lora.include_mlp) == (FULL.lora_r, FULL.lora_mlp) == (32, True)
+    assert spec.model.prompt.audio_attention == "bidirectional"
+    assert (spec.train.max_steps, spec.train.batch_size, spec.distill.w_layer) == (FULL.steps, FULL.batch_size, 3.0)

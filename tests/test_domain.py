@@ -160,7 +160,9 @@ def test_check_splits_reports_the_counts():
         assert sum(v for k, v in counts[split].items() if k != "total") == counts[split]["total"]
 
 
-def test_listing_is_fast():
+def test_listing_builds_the_candidates_once_per_process():
+    """The listing is cheap after its first use: every split reads one cached set of candidates
+    (the build time is printed, not asserted: a clock does not belong in a pass/fail test)."""
     import time
 
     domain._split_items.cache_clear()
@@ -168,7 +170,11 @@ def test_listing_is_fast():
     start = time.perf_counter()
     for split in SPLITS:
         sentences(split)
-    assert time.perf_counter() - start < 1.0
+    print(f"listing all splits from scratch: {time.perf_counter() - start:.3f} s")
+    for split in SPLITS:
+        sentences(split)
+    assert domain._candidates.cache_info().misses == 1
+    assert domain._split_items.cache_info().misses == len(SPLITS)
 
 
 # ----------------------------------------------------------------------- answers

@@ -28,7 +28,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -38,12 +38,10 @@ from ..config import AudioConfig
 from ..errors import AuraError
 from ..transcribe import greedy_decode, input_frames, whisper_features
 from . import domain
-from .training import adamw, load_report, loss_summary, save_run, warmup_cosine_lr
+from .training import ReportFn, adamw, load_report, run_steps, save_trained, start_run
 
 PAD, START, EOT, UNK = "<pad>", "<|startoftranscript|>", "<|endoftext|>", "<unk>"
 CTC_ALPHABET = " abcdefghijklmnopqrstuvwxyz'"  # the auxiliary CTC head's classes (after blank = 0)
-
-ReportFn = Callable[[dict], None]
 
 
 @dataclass
@@ -295,6 +293,59 @@ def evaluate_wer(model, tokenizer, rows: list[dict], features: torch.Tensor) -> 
 # --------------------------------------------------------------------------- training
 
 
+@dataclass
+class TeacherTrainingData:
+    """The teacher's training clips as tensors, and the valid/test clips it is scored on."""
+
+    rows: list[dict]  # manifest rows of the train clips
+    features: torch.Tensor  # (N, n_mels, input_frames) float16 log-mels of the train clips
+    frame_lengths: torch.Tensor  # (N,) real (unpadded) frames of each train clip
+    char_ids: list[list[int]]  # each transcript as CTC classes (CTC_ALPHABET index + 1; 0 is blank)
+    decoder_inputs: torch.Tensor  # (N, L) [start] + words
+    labels: torch.Tensor  # (N, L) words + [eot], -100 on padding
+    eval_sets: dict[str, tuple[list[dict], torch.Tensor]]  # split -> (rows, features) of the splits synthesised
+
+
+def teacher_training_data(data_dir: str | os.PathLike, cfg: WhisperTrainConfig, tokenizer) -> TeacherTrainingData:
+    """Features and targets of the first ``cfg.renditions`` of each train request, and of valid/test where present."""
+    # The first rendition of each request only: the teacher already reaches ~3% test WER on it (asr_report.json),
+    # and its stage (~14 min) keeps the same cost and result however many renditions the adapter distils from.
+    rows = [r for r in read_split(data_dir, "train") if cfg.renditions is None or r.get("rendition", 0) < cfg.renditions]
+    features, frame_lengths = split_features(rows, cfg.input_frames)
+    char_ids = [[CTC_ALPHABET.index(c) + 1 for c in r["text"] if c in CTC_ALPHABET] for r in rows]
+    decoder_inputs, labels = _targets(tokenizer, [r["text"] for r in rows], cfg.max_target_positions)
+    eval_sets = {}
+    for split in ("valid", "test"):
+        if (Path(data_dir) / split / "manifest.jsonl").exists():
+            split_rows = read_split(data_dir, split)[: cfg.eval_limit]
+            eval_sets[split] = (split_rows, split_features(split_rows, cfg.input_frames)[0])
+    return TeacherTrainingData(rows, features, frame_lengths, char_ids, decoder_inputs, labels, eval_sets)
+
+
+def shuffled_batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Endless batches of indices below ``n``: a new permutation whenever the current one has no full batch left."""
+    perm, pos = torch.randperm(n, generator=gen), 0
+    while True:
+        if pos + batch_size > len(perm):
+            perm, pos = torch.randperm(n, generator=gen), 0
+        yield perm[pos: pos + batch_size]
+        pos += batch_size
+
+
+def teacher_loss(model, ctc_head: torch.nn.Linear, cfg: WhisperTrainConfig, data: TeacherTrainingData,
+                 b: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the loss to minimise: decoder cross-entropy mixed with the CTC aid by ``cfg.ctc_weight``, the decoder loss)
+    of the clips ``b`` with their (augmented) ``features``."""
+    width = int((data.labels[b] != -100).sum(1).max())
+    out = model(input_features=features, decoder_input_ids=data.decoder_inputs[b, :width],
+                labels=data.labels[b, :width], use_cache=False)
+    loss = out.loss
+    if cfg.ctc_weight > 0:
+        loss = (1 - cfg.ctc_weight) * loss + cfg.ctc_weight * _ctc_loss(
+            ctc_head, out.encoder_last_hidden_state, data.frame_lengths[b], [data.char_ids[int(i)] for i in b])
+    return loss, out.loss
+
+
 def train_whisper(data_dir: str | os.PathLike, out_dir: str | os.PathLike, quick: bool = False, seed: int = 0,
                   cfg: WhisperTrainConfig | None = None, report: ReportFn | None = None,
                   threads: int | None = None) -> Path:
@@ -306,82 +357,37 @@ def train_whisper(data_dir: str | os.PathLike, out_dir: str | os.PathLike, quick
     full runs. Returns ``out_dir`` (model, tokenizer, ``asr_report.json``).
     """
     cfg = cfg or (WhisperTrainConfig.quick() if quick else WhisperTrainConfig())
-    if threads:
-        torch.set_num_threads(threads)
-    report = report or (lambda _: None)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-
+    out_dir, report = start_run(out_dir, threads, report)
+    started = time.time()
     tokenizer = train_word_tokenizer([r["text"] for s in domain.SPLITS for r in domain.sentences(s)])
-    # The first rendition of each request only: the teacher already reaches ~3% test WER on it (asr_report.json),
-    # and its stage (~14 min) keeps the same cost and result however many renditions the adapter distils from.
-    train_rows = [r for r in read_split(data_dir, "train")
-                  if cfg.renditions is None or r.get("rendition", 0) < cfg.renditions]
-    feats, frame_lengths = split_features(train_rows, cfg.input_frames)
-    char_ids = [[CTC_ALPHABET.index(c) + 1 for c in r["text"] if c in CTC_ALPHABET] for r in train_rows]
-    dec_in, labels = _targets(tokenizer, [r["text"] for r in train_rows], cfg.max_target_positions)
-    eval_sets = {}
-    for split in ("valid", "test"):
-        if (Path(data_dir) / split / "manifest.jsonl").exists():
-            rows = read_split(data_dir, split)[: cfg.eval_limit]
-            eval_sets[split] = (rows, split_features(rows, cfg.input_frames)[0])
-    feature_s = time.time() - t0
-    report({"event": "features", "train_clips": len(train_rows), "seconds": round(feature_s, 1)})
+    data = teacher_training_data(data_dir, cfg, tokenizer)
+    feature_s = time.time() - started
+    report({"event": "features", "train_clips": len(data.rows), "seconds": round(feature_s, 1)})
 
     model = build_whisper(cfg, tokenizer, seed)
-    n_params = sum(p.numel() for p in model.parameters())
-    ctc_head = torch.nn.Linear(cfg.d_model, len(CTC_ALPHABET) + 1)  # class 0 = CTC blank
+    ctc_head = torch.nn.Linear(cfg.d_model, len(CTC_ALPHABET) + 1)  # class 0 = CTC blank; training-only, not saved
     params = list(model.parameters()) + list(ctc_head.parameters())
-    opt = adamw(params, cfg.lr, cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
-    evals: list[dict] = []
-    perm, pos = torch.randperm(len(train_rows), generator=gen), 0
-    model.train()
-    for step in range(cfg.steps):
-        if pos + cfg.batch_size > len(perm):
-            perm, pos = torch.randperm(len(train_rows), generator=gen), 0
-        b = perm[pos: pos + cfg.batch_size]
-        pos += cfg.batch_size
-        x = spec_augment(feats[b].float(), cfg, gen)
-        width = int((labels[b] != -100).sum(1).max())
-        lr = warmup_cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        out = model(input_features=x, decoder_input_ids=dec_in[b, :width], labels=labels[b, :width],
-                    use_cache=False)
-        loss = out.loss
-        if cfg.ctc_weight > 0:
-            loss = (1 - cfg.ctc_weight) * loss + cfg.ctc_weight * _ctc_loss(
-                ctc_head, out.encoder_last_hidden_state, frame_lengths[b], [char_ids[int(i)] for i in b])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        losses.append(float(out.loss.detach()))
-        if step % 25 == 0 or step == cfg.steps - 1:
-            report({"event": "step", "step": step, "loss": losses[-1], "lr": lr,
-                    "elapsed_s": round(time.time() - t0, 1)})
-        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps and "valid" in eval_sets:
-            res = evaluate_wer(model, tokenizer, *eval_sets["valid"])
-            evals.append({"step": step + 1, "valid_wer": res["wer"]})
-            report({"event": "eval", **evals[-1]})
-            model.train()
-    train_s = time.time() - t0
+    batches = shuffled_batches(len(data.rows), cfg.batch_size, gen)
 
+    def make_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        b = next(batches)
+        return b, spec_augment(data.features[b].float(), cfg, gen)
+
+    def evaluate() -> dict:
+        return {"valid_wer": evaluate_wer(model, tokenizer, *data.eval_sets["valid"])["wer"]}
+
+    run = run_steps(cfg, model, adamw(params, cfg.lr, cfg.weight_decay), params, make_batch,
+                    lambda batch: teacher_loss(model, ctc_head, cfg, data, *batch), report, started,
+                    evaluate if "valid" in data.eval_sets else None)
     model.eval()
-    scores = {s: evaluate_wer(model, tokenizer, *v) for s, v in eval_sets.items()}
-    summary = save_run(out_dir, model, tokenizer, "asr_report.json", cfg, {
-        "seed": seed, "quick": quick, "params": n_params,
-        "train_clips": len(train_rows), "input_frames": cfg.input_frames,
-        "input_seconds": cfg.input_frames / AudioConfig().frames_per_second,
-        "feature_seconds": round(feature_s, 1), "train_seconds": round(train_s, 1),
-        "total_seconds": round(time.time() - t0, 1), **loss_summary(losses, 10), "evals": evals,
-        "scores": {s: {k: v for k, v in r.items() if k != "hypotheses"} for s, r in scores.items()},
-    })
-    report({"event": "done", **{k: summary[k] for k in ("params", "train_seconds", "total_seconds")},
-            "wer": {s: v["wer"] for s, v in scores.items()}})
+    scores = {s: evaluate_wer(model, tokenizer, *v) for s, v in data.eval_sets.items()}
+    facts = {"seed": seed, "quick": quick, "params": sum(p.numel() for p in model.parameters()),
+             "train_clips": len(data.rows), "input_frames": cfg.input_frames,
+             "input_seconds": cfg.input_frames / AudioConfig().frames_per_second, "feature_seconds": round(feature_s, 1)}
+    save_trained(out_dir, model, tokenizer, "asr_report.json", cfg, run, facts, 10,
+                 {s: {k: v for k, v in r.items() if k != "hypotheses"} for s, r in scores.items()}, report,
+                 {"wer": {s: v["wer"] for s, v in scores.items()}})
     return out_dir
 
 

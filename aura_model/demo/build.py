@@ -200,6 +200,21 @@ def _fp16_weights(folder: Path) -> None:
     os.replace(tmp, path)
 
 
+def _carried_models_in_fp16(bundle: Path) -> None:
+    """Store the bundle's base LLM and teacher in float16 and record their new checksums in its config
+    (loading refuses a weight file whose sha256 differs from the one recorded at save)."""
+    from ..bundle import CHECKSUMS_KEY, CONFIG_NAME, weight_checksums
+
+    for folder in (bundle / "base", bundle / "teacher"):
+        _fp16_weights(folder)
+    path = bundle / CONFIG_NAME
+    meta = json.loads(path.read_text())
+    checksums = weight_checksums(bundle)
+    if meta.get(CHECKSUMS_KEY) != checksums:
+        meta[CHECKSUMS_KEY] = checksums
+        path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")  # as bundle.save_bundle writes it
+
+
 def evaluate_systems(bundle: Path, ablations: dict[str, Path], manifest: Path, log: Log) -> dict:
     """Text upper bound, cascade and AuRA on one loaded model; AuRA for each ablation; teacher WER."""
     from ..assistant import Assistant
@@ -243,6 +258,16 @@ def write_report(work: Path, results: dict, extra: dict) -> tuple[Path, Path]:
     """report.md (tables) and report.png (accuracy per family, time to first token)."""
     systems = results["systems"]
     families = sorted({f for r in systems.values() for f in r.get("accuracy_by_family", {})})
+    md = work / "report.md"
+    md.write_text(report_markdown(results, extra, families))
+    png = work / "report.png"
+    plot_report(systems, families, png)
+    return md, png
+
+
+def report_markdown(results: dict, extra: dict, families: list[str]) -> str:
+    """report.md: accuracy per system and family, the headline ratios, then the build's timings and sizes."""
+    systems = results["systems"]
     text_acc = systems["text upper bound"]["accuracy"]
     aura, cascade = systems["AuRA"], systems["cascade (ASR -> LLM)"]
     lines = [
@@ -273,9 +298,11 @@ def write_report(work: Path, results: dict, extra: dict) -> tuple[Path, Path]:
     lines += [f"| {k} | {v:.0f} |" for k, v in extra["timings"].items()]
     lines += ["", "| model | parameters |", "| --- | --- |"]
     lines += [f"| {k} | {v:,} |" for k, v in extra["params"].items()]
-    md = work / "report.md"
-    md.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
+
+def plot_report(systems: dict, families: list[str], png: Path) -> None:
+    """report.png: accuracy per family of every system, and the median time to first token of the main three."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -298,10 +325,8 @@ def write_report(work: Path, results: dict, extra: dict) -> tuple[Path, Path]:
     ax2.set_ylabel("median ms, end of audio -> first token")
     ax2.set_title("Latency")
     fig.tight_layout()
-    png = work / "report.png"
     fig.savefig(png, dpi=110)
     plt.close(fig)
-    return md, png
 
 
 def _strip_build_paths(folder: Path, work: Path) -> None:
@@ -441,8 +466,7 @@ def build(work: Path, quick: bool = False, ship_to: Path | None = None, jobs: in
     reused = all(_finished(d) for d in (bundle, *ablations.values()))
     with _stage(log, "5. distil AuRA adapter" + (" (reused from an earlier run)" if reused else ""), timings):
         bundle, ablations, traces = distil_all(teacher, llm, work / "data" / "train", work, plan, jobs, threads, log)
-    for folder in (bundle / "base", bundle / "teacher"):
-        _fp16_weights(folder)  # what ships is what is evaluated
+    _carried_models_in_fp16(bundle)  # what ships is what is evaluated
     with _stage(log, "6. evaluate", timings):
         results = evaluate_systems(bundle, ablations, manifests["test"], log)
     params = {

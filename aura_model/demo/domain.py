@@ -497,8 +497,20 @@ def check_splits() -> dict[str, dict[str, int]]:
     valid/test composition that occurs in train (or in both valid and test), a
     valid/test word never spoken in train, a capital fact or template missing from train.
     """
-    problems: list[str] = []
     by_split = {s: items(s) for s in SPLITS}
+    problems = _listing_problems(by_split) + _leak_problems(by_split) + _coverage_problems(by_split)
+    if problems:
+        raise ValueError("demo domain split check failed:\n" + "\n".join(problems))
+    counts: dict[str, dict[str, int]] = {}
+    for split, rows in by_split.items():
+        counts[split] = {f: sum(r["family"] == f for r in rows) for f in _FAMILIES}
+        counts[split]["total"] = len(rows)
+    return counts
+
+
+def _listing_problems(by_split: dict[str, list[dict]]) -> list[str]:
+    """Texts that are not lowercase words or repeat, empty answers, split sizes out of range, missing families."""
+    problems: list[str] = []
     seen: dict[str, str] = {}
     for split, rows in by_split.items():
         for row in rows:
@@ -515,10 +527,15 @@ def check_splits() -> dict[str, dict[str, int]]:
         missing = set(_FAMILIES) - {r["family"] for r in rows}
         if missing:
             problems.append(f"{split}: families missing: {sorted(missing)}")
+    return problems
 
+
+def _leak_problems(by_split: dict[str, list[dict]]) -> list[str]:
+    """Valid/test compositions that occur in train, or in both valid and test."""
     def keys(split: str) -> set:
         return {(r["family"], r["key"]) for r in by_split[split]}
 
+    problems = []
     train_keys = keys("train")
     for split in ("valid", "test"):
         leaked = keys(split) & train_keys
@@ -527,7 +544,12 @@ def check_splits() -> dict[str, dict[str, int]]:
     both = keys("valid") & keys("test")
     if both:
         problems.append(f"{len(both)} compositions in both valid and test, e.g. {sorted(both)[:3]}")
+    return problems
 
+
+def _coverage_problems(by_split: dict[str, list[dict]]) -> list[str]:
+    """Valid/test words, templates and capital facts that train never has, and capital facts missing from train."""
+    problems = []
     train_words = {w for r in by_split["train"] for w in r["text"].split()}
     train_templates = {r["template"] for r in by_split["train"]}
     train_facts = {_capital_fact(r) for r in by_split["train"] if r["family"] == "capital"}
@@ -543,14 +565,7 @@ def check_splits() -> dict[str, dict[str, int]]:
     for country, capital in CAPITALS.items():
         if (country, capital) not in train_facts:
             problems.append(f"train: capital fact {(country, capital)} missing")
-
-    if problems:
-        raise ValueError("demo domain split check failed:\n" + "\n".join(problems))
-    counts: dict[str, dict[str, int]] = {}
-    for split, rows in by_split.items():
-        counts[split] = {f: sum(r["family"] == f for r in rows) for f in _FAMILIES}
-        counts[split]["total"] = len(rows)
-    return counts
+    return problems
 
 
 def _capital_fact(row: dict) -> tuple[str, str]:

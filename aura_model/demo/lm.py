@@ -38,9 +38,7 @@ from ..errors import AuraError
 from ..scoring import normalize_answer
 from . import domain
 from .phonemes import all_phoneme_chars, spell
-from .training import adamw, load_report, loss_summary, save_run, warmup_cosine_lr
-
-ReportFn = Callable[[dict], None]
+from .training import ReportFn, adamw, load_report, run_steps, save_trained, start_run
 
 
 @dataclass
@@ -395,6 +393,128 @@ def evaluate_text(model, tokenizer, split: str, limit: int | None = None) -> dic
 
 # --------------------------------------------------------------------------- training
 
+Example = tuple[list[int], list[int]]  # (input ids, labels) of one chat example, as encode_example returns
+
+
+@dataclass
+class LLMTrainingData:
+    """The encoded examples the LLM trains on (requests first, then knowledge statements)."""
+
+    examples: list[Example]  # the request examples, then the knowledge examples
+    n_requests: int  # examples[:n_requests] are the train requests
+    n_statements: int  # examples[n_requests:] are the knowledge statements (0 with knowledge=False)
+    request_weights: torch.Tensor  # draw weight of each request: its family's share / the family's size
+    spelled: list[list[Example]]  # per phoneme accent, the spelled twin of each request example ([] without phonemes)
+
+
+def llm_training_data(cfg: LLMTrainConfig, tokenizer) -> LLMTrainingData:
+    """Encode the train requests of ``cfg.request_pool``, the knowledge corpus and the phoneme spellings."""
+    train_rows = train_requests(cfg.request_pool)
+    examples = [encode_example(tokenizer, r["text"], r["answer"]) for r in train_rows]
+    share = dict(cfg.family_weights)
+    counts = {f: sum(r["family"] == f for r in train_rows) for f in share}
+    request_weights = torch.tensor([share.get(r["family"], 0.0) / max(1, counts.get(r["family"], 1))
+                                    for r in train_rows], dtype=torch.double)
+    statements = knowledge_corpus() if cfg.knowledge else []
+    examples += [encode_example(tokenizer, q, a) for q, a in statements]
+    spelled = []
+    if cfg.phoneme_fraction > 0:
+        texts = [r["text"] for r in train_rows]
+        spelled = [[encode_example(tokenizer, t, r["answer"]) for t, r in zip(spell(texts, accent), train_rows)]
+                   for accent in cfg.phoneme_accents]
+    return LLMTrainingData(examples, len(train_rows), len(statements), request_weights, spelled)
+
+
+class LLMBatches:
+    """The training batches of :func:`train_llm`, drawn from one seeded generator.
+
+    The order of the draws is part of the recipe: the same seed gives the same batches, so
+    the same losses and the same model.
+    """
+
+    def __init__(self, cfg: LLMTrainConfig, data: LLMTrainingData, tokenizer, gen: torch.Generator):
+        self.cfg, self.data, self.gen = cfg, data, gen
+        self.pad_id = tokenizer.pad_token_id
+        self.newline_id = tokenizer.encode("\n", add_special_tokens=False)[0]
+        self.bounds = content_bounds(tokenizer)
+        self.n_knowledge = round(cfg.batch_size * cfg.knowledge_fraction) if data.n_statements else 0
+        self.pretrain_steps = int(cfg.steps * cfg.pretrain_fraction) if data.n_statements else 0
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ids, labels, attention mask) of the batch of ``step``: knowledge only while pre-training."""
+        pretraining = step < self.pretrain_steps
+        if self.cfg.pack_tokens:
+            rows = [self.packed_row(pretraining) for _ in range(self.cfg.batch_size)]
+        else:
+            rows = [self.history_row(i) for i in self.example_indices(pretraining).tolist()]
+        return _batches(rows, self.pad_id)
+
+    def _draw(self) -> float:
+        return float(torch.rand((), generator=self.gen))
+
+    def _below(self, n: int) -> int:
+        return int(torch.randint(0, n, (), generator=self.gen))
+
+    def example_indices(self, pretraining: bool) -> torch.Tensor:
+        """A batch of example indices: weighted requests, then ``n_knowledge`` knowledge statements."""
+        cfg, data = self.cfg, self.data
+        k = cfg.batch_size if pretraining else self.n_knowledge
+        b = torch.zeros(0, dtype=torch.long)
+        if k < cfg.batch_size:
+            b = torch.multinomial(data.request_weights, cfg.batch_size - k, replacement=True, generator=self.gen)
+        if k:
+            b = torch.cat([b, data.n_requests + torch.randint(0, data.n_statements, (k,), generator=self.gen)])
+        return b
+
+    def stretched(self, example: Example, index: int) -> Example:
+        """Request ``index`` as it is, phoneme-spelled or stretched, by the config's shares."""
+        cfg = self.cfg
+        if self.data.spelled and self._draw() < cfg.phoneme_fraction:
+            twin = self.data.spelled[self._below(len(self.data.spelled))][index]
+            return stretch_request(twin, self.bounds, self.pad_id, cfg.phoneme_max_copies, cfg.blank_rate, self.gen,
+                                   cfg.phoneme_drop_rate)
+        if cfg.stretch_fraction and self._draw() < cfg.stretch_fraction:
+            return stretch_request(example, self.bounds, self.pad_id, cfg.stretch_max, cfg.blank_rate, self.gen,
+                                   blank_max=cfg.blank_max)
+        return example
+
+    def packed_row(self, knowledge_only: bool) -> Example:
+        """One conversation of random turns packed up to ``cfg.pack_tokens`` tokens."""
+        cfg, data = self.cfg, self.data
+        ids: list[int] = []
+        labels: list[int] = []
+        while True:
+            if knowledge_only or (data.n_statements and self._draw() < cfg.knowledge_fraction):
+                x, y = data.examples[data.n_requests + self._below(data.n_statements)]
+            else:
+                j = int(torch.multinomial(data.request_weights, 1, generator=self.gen))
+                x, y = self.stretched(data.examples[j], j)
+            if ids and len(ids) + 1 + len(x) > cfg.pack_tokens:
+                return ids, labels
+            if ids:
+                ids, labels = ids + [self.newline_id], labels + [-100]
+            ids, labels = ids + x, labels + y
+
+    def history_row(self, i: int) -> Example:
+        """Example ``i`` (stretched when a request), after 0..max_history random earlier turns."""
+        cfg, data = self.cfg, self.data
+        turns = 0
+        if cfg.history_fraction and self._draw() < cfg.history_fraction:
+            turns = int(torch.randint(1, cfg.max_history + 1, (), generator=self.gen))
+        history = torch.randint(0, len(data.examples), (turns,), generator=self.gen).tolist()
+        example = self.stretched(data.examples[i], i) if i < data.n_requests else data.examples[i]
+        return with_history(data.examples, example, history, self.newline_id, cfg.score_history)
+
+
+def final_scores(model, tokenizer, cfg: LLMTrainConfig) -> dict:
+    """Text-mode scores of ``cfg.eval_splits``, plus valid read as phoneme spellings when the LLM learned them."""
+    model.eval()
+    scores = {s: evaluate_text(model, tokenizer, s, cfg.eval_limit) for s in cfg.eval_splits}
+    if cfg.phoneme_fraction > 0:
+        rows = domain.sentences("valid")[:cfg.eval_limit] if cfg.eval_limit else domain.sentences("valid")
+        scores["valid_phonemes"] = score(rows, answer_texts(model, tokenizer, spell([r["text"] for r in rows])))
+    return scores
+
 
 def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cfg: LLMTrainConfig | None = None,
               report: ReportFn | None = None, threads: int | None = None,
@@ -409,120 +529,29 @@ def train_llm(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, cf
     build hands the LLM the teacher's core once the teacher is done); step events carry ``threads``.
     """
     cfg = cfg or (LLMTrainConfig.quick() if quick else LLMTrainConfig())
-    if threads:
-        torch.set_num_threads(threads)
-    report = report or (lambda _: None)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-
+    out_dir, report = start_run(out_dir, threads, report)
+    started = time.time()
     tokenizer = train_domain_tokenizer(domain_texts(), cfg.vocab_size, phonemes=cfg.phoneme_fraction > 0)
-    train_rows = train_requests(cfg.request_pool)
-    examples = [encode_example(tokenizer, r["text"], r["answer"]) for r in train_rows]
-    share = dict(cfg.family_weights)
-    counts = {f: sum(r["family"] == f for r in train_rows) for f in share}
-    request_weights = torch.tensor([share.get(r["family"], 0.0) / max(1, counts.get(r["family"], 1))
-                                    for r in train_rows], dtype=torch.double)
-    statements = knowledge_corpus() if cfg.knowledge else []
-    examples += [encode_example(tokenizer, q, a) for q, a in statements]
-    newline_id = tokenizer.encode("\n", add_special_tokens=False)[0]
-    bounds = content_bounds(tokenizer)
-    spelled: list[list[tuple[list[int], list[int]]]] = []  # per accent, the spelled twin of each request example
-    if cfg.phoneme_fraction > 0:
-        texts = [r["text"] for r in train_rows]
-        for accent in cfg.phoneme_accents:
-            spelled.append([encode_example(tokenizer, t, r["answer"])
-                            for t, r in zip(spell(texts, accent), train_rows)])
-    n_knowledge = round(cfg.batch_size * cfg.knowledge_fraction) if statements else 0
+    data = llm_training_data(cfg, tokenizer)
     model = continued_llm(cfg.init_from, tokenizer) if cfg.init_from else build_llm(cfg, tokenizer, seed)
-    n_params = sum(p.numel() for p in model.parameters())
-    opt = adamw(model.parameters(), cfg.lr, cfg.weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
-    evals: list[dict] = []
-    model.train()
-    pretrain_steps = int(cfg.steps * cfg.pretrain_fraction) if statements else 0
+    batches = LLMBatches(cfg, data, tokenizer, torch.Generator().manual_seed(seed))
 
-    def stretched(example, index: int):
-        if spelled and float(torch.rand((), generator=gen)) < cfg.phoneme_fraction:
-            twin = spelled[int(torch.randint(0, len(spelled), (), generator=gen))][index]
-            return stretch_request(twin, bounds, tokenizer.pad_token_id, cfg.phoneme_max_copies, cfg.blank_rate, gen,
-                                   cfg.phoneme_drop_rate)
-        if cfg.stretch_fraction and float(torch.rand((), generator=gen)) < cfg.stretch_fraction:
-            return stretch_request(example, bounds, tokenizer.pad_token_id, cfg.stretch_max, cfg.blank_rate, gen,
-                                   blank_max=cfg.blank_max)
-        return example
+    def loss_fn(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, labels, mask = batch
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        return loss, loss
 
-    def packed_row(knowledge_only: bool) -> tuple[list[int], list[int]]:
-        ids: list[int] = []
-        labels: list[int] = []
-        while True:
-            if knowledge_only or (statements and float(torch.rand((), generator=gen)) < cfg.knowledge_fraction):
-                x, y = examples[len(train_rows) + int(torch.randint(0, len(statements), (), generator=gen))]
-            else:
-                j = int(torch.multinomial(request_weights, 1, generator=gen))
-                x, y = stretched(examples[j], j)
-            if ids and len(ids) + 1 + len(x) > cfg.pack_tokens:
-                return ids, labels
-            if ids:
-                ids, labels = ids + [newline_id], labels + [-100]
-            ids, labels = ids + x, labels + y
+    def evaluate() -> dict:
+        res = evaluate_text(model, tokenizer, "valid", cfg.eval_limit)
+        return {"valid": res["accuracy"], "per_family": res["per_family"]}
 
-    def history_row(i: int) -> tuple[list[int], list[int]]:
-        turns = 0
-        if cfg.history_fraction and float(torch.rand((), generator=gen)) < cfg.history_fraction:
-            turns = int(torch.randint(1, cfg.max_history + 1, (), generator=gen))
-        history = torch.randint(0, len(examples), (turns,), generator=gen).tolist()
-        example = stretched(examples[i], i) if i < len(train_rows) else examples[i]
-        return with_history(examples, example, history, newline_id, cfg.score_history)
-
-    for step in range(cfg.steps):
-        k = cfg.batch_size if step < pretrain_steps else n_knowledge
-        if cfg.pack_tokens:
-            chosen = [packed_row(step < pretrain_steps) for _ in range(cfg.batch_size)]
-        else:
-            b = torch.zeros(0, dtype=torch.long)
-            if k < cfg.batch_size:
-                b = torch.multinomial(request_weights, cfg.batch_size - k, replacement=True, generator=gen)
-            if k:
-                b = torch.cat([b, len(train_rows) + torch.randint(0, len(statements), (k,), generator=gen)])
-            chosen = [history_row(i) for i in b.tolist()]
-        ids, labels, mask = _batches(chosen, tokenizer.pad_token_id)
-        lr = warmup_cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        out = model(input_ids=ids, attention_mask=mask, labels=labels)
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        losses.append(float(out.loss.detach()))
-        if step % 50 == 0 or step == cfg.steps - 1:
-            wanted = threads_now() if threads_now is not None else None
-            if wanted and wanted != torch.get_num_threads():
-                torch.set_num_threads(wanted)
-            report({"event": "step", "step": step, "loss": losses[-1], "lr": lr,
-                    "elapsed_s": round(time.time() - t0, 1), "threads": torch.get_num_threads()})
-        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
-            res = evaluate_text(model, tokenizer, "valid", cfg.eval_limit)
-            evals.append({"step": step + 1, "valid": res["accuracy"], "per_family": res["per_family"]})
-            report({"event": "eval", **evals[-1]})
-            model.train()
-    train_s = time.time() - t0
-
-    model.eval()
-    scores = {s: evaluate_text(model, tokenizer, s, cfg.eval_limit) for s in cfg.eval_splits}
-    if spelled:
-        rows = domain.sentences("valid")[:cfg.eval_limit] if cfg.eval_limit else domain.sentences("valid")
-        scores["valid_phonemes"] = score(rows, answer_texts(model, tokenizer, spell([r["text"] for r in rows])))
-    summary = save_run(out_dir, model, tokenizer, "llm_report.json", cfg, {
-        "seed": seed, "quick": quick, "params": n_params, "train_examples": len(train_rows),
-        "knowledge_statements": len(statements),
-        "train_seconds": round(train_s, 1), "total_seconds": round(time.time() - t0, 1),
-        **loss_summary(losses, 20), "evals": evals, "scores": scores,
-    })
-    report({"event": "done", **{k: summary[k] for k in ("params", "train_seconds", "total_seconds")},
-            "accuracy": {s: v["accuracy"] for s, v in scores.items()}})
+    run = run_steps(cfg, model, adamw(model.parameters(), cfg.lr, cfg.weight_decay), list(model.parameters()),
+                    batches, loss_fn, report, started, evaluate, threads_now)
+    scores = final_scores(model, tokenizer, cfg)
+    facts = {"seed": seed, "quick": quick, "params": sum(p.numel() for p in model.parameters()),
+             "train_examples": data.n_requests, "knowledge_statements": data.n_statements}
+    save_trained(out_dir, model, tokenizer, "llm_report.json", cfg, run, facts, 20, scores, report,
+                 {"accuracy": {s: v["accuracy"] for s, v in scores.items()}})
     return out_dir
 
 

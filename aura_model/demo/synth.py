@@ -251,31 +251,53 @@ def synthesize_split(split: str, out_dir: str | os.PathLike, quick: bool = False
     split_dir = Path(out_dir) / split
     wav_dir = split_dir / "wavs"
     wav_dir.mkdir(parents=True, exist_ok=True)
+    stale = _settings_changed(split_dir, cfg, noise)
+    chosen = sorted(indices) if indices is not None else selected_indices(split, quick, cfg)
+    n_renditions = cfg.renditions_of(split, quick)
+    plans = [item_plan(split, i, cfg, noise, r) for i in chosen for r in range(n_renditions)]
+    _drop_extra_renditions(wav_dir, split, n_renditions)
+    todo = [p for p in plans if stale or not (wav_dir / wav_name(split, p["index"], p["rendition"])).exists()]
+    _synthesize_plans(todo, split_dir, cfg, jobs)
+    return _write_listings(split_dir, plans, _word_times(split_dir, plans, cfg, fresh=stale))
 
+
+def _settings_changed(split_dir: Path, cfg: SynthConfig, noise: bool) -> bool:
+    """Record the synthesis settings in ``synth_settings.json``; True when they differ from the recorded ones
+    (every wav of the split is then made again)."""
     settings_path = split_dir / "synth_settings.json"
     signature = json.dumps(cfg.signature(noise), sort_keys=True, indent=1) + "\n"
     stale = settings_path.exists() and settings_path.read_text(encoding="utf-8") != signature
     _write_if_changed(settings_path, signature)
+    return stale
 
-    chosen = sorted(indices) if indices is not None else selected_indices(split, quick, cfg)
-    n_renditions = cfg.renditions_of(split, quick)
-    plans = [item_plan(split, i, cfg, noise, r) for i in chosen for r in range(n_renditions)]
+
+def _drop_extra_renditions(wav_dir: Path, split: str, n_renditions: int) -> None:
+    """Delete the wavs of renditions beyond ``n_renditions`` (left by an earlier run that made more)."""
     for extra in wav_dir.glob(f"{split}_*_r*.wav"):
         match = _RENDITION_RE.search(extra.name)
         if match and int(match.group(1)) >= n_renditions:
             extra.unlink()
-    todo = [p for p in plans if stale or not (wav_dir / wav_name(split, p["index"], p["rendition"])).exists()]
-    if todo:
-        exe = espeak_executable()
-        with tempfile.TemporaryDirectory(dir=split_dir, prefix=".espeak-") as tmp:
-            work = lambda p: _synthesize_one(p, wav_dir / wav_name(split, p["index"], p["rendition"]), Path(tmp), cfg, exe)  # noqa: E731
-            with ThreadPoolExecutor(max_workers=jobs) as pool:
-                list(pool.map(work, todo))  # list() re-raises the first failure
 
-    words = _word_times(split_dir, plans, cfg, fresh=stale)
+
+def _synthesize_plans(plans: list[dict], split_dir: Path, cfg: SynthConfig, jobs: int) -> None:
+    """Speak and render ``plans`` into ``<split_dir>/wavs``, ``jobs`` espeak-ng processes at once."""
+    if not plans:
+        return
+    exe = espeak_executable()
+    with tempfile.TemporaryDirectory(dir=split_dir, prefix=".espeak-") as tmp:
+        def work(p: dict) -> None:
+            _synthesize_one(p, split_dir / "wavs" / wav_name(p["split"], p["index"], p["rendition"]), Path(tmp), cfg, exe)
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(work, plans))  # list() re-raises the first failure
+
+
+def _write_listings(split_dir: Path, plans: list[dict], words: dict[str, list]) -> Path:
+    """Write ``manifest.jsonl`` (a row per clip, with how it was made) and ``metadata.jsonl`` (the Hugging Face
+    audiofolder's columns); returns the manifest's path."""
     manifest, metadata = [], []
     for p in plans:
-        rel = "wavs/" + wav_name(split, p["index"], p["rendition"])
+        rel = "wavs/" + wav_name(p["split"], p["index"], p["rendition"])
         info = sf.info(str(split_dir / rel))
         manifest.append({
             "audio": rel, "text": p["text"], "answer": p["answer"], "family": p["family"],
