@@ -29,6 +29,7 @@ class Prepared:
     encoded: Encoded
     features: torch.Tensor | None  # (B, n_mels, F) log-mel, None for text-only
     frame_lengths: torch.Tensor | None  # (B,)
+    audio_embeds: torch.Tensor | None = None  # token-rate AuRA: (clips, N, d) pooled tokens the spans were built for
 
 
 class Assistant:
@@ -73,18 +74,26 @@ class Assistant:
             raise AuraError("this is a plain base model without an AuRA adapter: it can read typed text, not audio; "
                             "load a bundle to talk to it")
         waves = [self.waveform(a) for a in audios if a is not None]
-        features = frame_lengths = None
+        features = frame_lengths = pooled = None
         tokens: list[list[int]] = [[] for _ in audios]
         if waves:
             features, frame_lengths = audio_io.features_for(waves, self.config.audio)
-            counts = num_audio_tokens(frame_lengths, self.config.embedding.stack).tolist()
+            if self.model.token_rate:  # pass 1 decides how many input vectors each clip becomes
+                with torch.no_grad():
+                    pooled = self.model.hear(features, frame_lengths)
+                counts = pooled.counts.tolist()
+            else:
+                counts = num_audio_tokens(frame_lengths, self.config.embedding.stack).tolist()
             it = iter(counts)
             tokens = [[next(it)] if h else [] for h in has_audio]
         rendered = [
             self.processor.render(self.processor.messages(t, int(h), history, system_prompt))
             for t, h in zip(texts, has_audio)
         ]
-        return Prepared(self.processor.encode(rendered, tokens), features, frame_lengths)
+        encoded = self.processor.encode(rendered, tokens)
+        if pooled is not None:
+            return Prepared(encoded, None, None, pooled.tokens)
+        return Prepared(encoded, features, frame_lengths)
 
     # ------------------------------------------------------------------ answering
     def stream(self, audio: AudioInput | None = None, text: str | None = None, gen: GenerationSettings | None = None,
@@ -95,7 +104,8 @@ class Assistant:
         enc = prepared.encoded
         with self._llm_for(audio is not None):
             for token in self.model.stream_ids(enc.input_ids, enc.attention_mask, enc.position_ids, enc.audio_spans,
-                                               prepared.features, prepared.frame_lengths, gen, self.eos_ids, stop):
+                                               prepared.features, prepared.frame_lengths, gen, self.eos_ids, stop,
+                                               prepared.audio_embeds):
                 piece = decoder.push(token)
                 if piece:
                     yield piece
@@ -126,7 +136,7 @@ class Assistant:
         with self._llm_for(any(has_audio)):
             out = self.model.generate_ids(enc.input_ids, enc.attention_mask, enc.audio_spans, prepared.features,
                                           prepared.frame_lengths, gen, self.eos_ids, self.processor.pad_id,
-                                          enc.position_ids)
+                                          enc.position_ids, prepared.audio_embeds)
         return [self.processor.decode(self._strip_eos(row.tolist())) for row in out]
 
     def _llm_for(self, spoken: bool):

@@ -32,11 +32,13 @@ from .config import ModelConfig, RuntimeConfig
 from .embedding import AudioEmbedding
 from .errors import AuraError
 from .model import AuraModel
+from .pooling import TokenPooler
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "aura_config.json"
 EMBEDDING_NAME = "audio_embedding.safetensors"
 ADAPTER_NAME = "adapter_model.safetensors"
+POOLER_NAME = "audio_pooler.safetensors"  # token-rate bundles only (model.pooling.layers > 0)
 CHECKSUMS_KEY = "checksums"  # aura_config.json: sha256 of every .safetensors file, written at save
 FINGERPRINT_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")
 WEIGHT_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
@@ -203,15 +205,22 @@ def check_bundle_files(bundle_dir: Path, meta: dict[str, Any]) -> dict[str, dict
     Returns their tensors (file name -> state dict). Cheap: these are the small trained files.
     """
     states = {}
-    for name in (ADAPTER_NAME, EMBEDDING_NAME):
+    names = trained_files(meta)
+    for name in names:
         if not (bundle_dir / name).is_file():
             raise AuraError(f"bundle {str(bundle_dir)!r} lacks {name}")
     if not (bundle_dir / "adapter_config.json").is_file():
         raise AuraError(f"bundle {str(bundle_dir)!r} lacks adapter_config.json (the LoRA's settings)")
-    check_checksums(bundle_dir, meta, [ADAPTER_NAME, EMBEDDING_NAME])
-    for name in (ADAPTER_NAME, EMBEDDING_NAME):
+    check_checksums(bundle_dir, meta, names)
+    for name in names:
         states[name] = read_weights(bundle_dir / name)
     return states
+
+
+def trained_files(meta: dict[str, Any]) -> list[str]:
+    """The weight files training wrote: the LoRA, the AudioEmbedding and, for token-rate AuRA, the pooler."""
+    pooled = ModelConfig.from_dict(meta["model"]).pooling.enabled
+    return [ADAPTER_NAME, EMBEDDING_NAME] + ([POOLER_NAME] if pooled else [])
 
 
 def check_embedding_shape(bundle_dir: Path, meta: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
@@ -251,8 +260,7 @@ def bundle_info(bundle_dir: str | Path, base: str | None = None) -> dict[str, An
     for p in sorted(bundle_dir.rglob("*")):
         if p.is_file():
             files[str(p.relative_to(bundle_dir))] = p.stat().st_size
-    trainable = sum(t.numel() for name in (EMBEDDING_NAME, ADAPTER_NAME)
-                    for t in read_weights(bundle_dir / name).values())
+    trainable = sum(t.numel() for name in trained_files(meta) for t in read_weights(bundle_dir / name).values())
     return {
         "bundle": str(bundle_dir),
         "base": meta["base"],
@@ -299,6 +307,10 @@ def copy_model_files(src: str | Path, dst: Path) -> None:
             shutil.copy2(p, dst / p.name)
 
 
+def cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+
+
 def save_adapter(model: AuraModel, folder: Path) -> None:
     """adapter_model.safetensors + adapter_config.json in PEFT's format, from a PEFT model or a plain LoRA."""
     if model.lora is None:
@@ -323,8 +335,9 @@ def save_bundle(out_dir: str | Path, model: AuraModel, tokenizer, model_cfg: Mod
     tmp, commit = _atomic_dir(out_dir)
     try:
         save_adapter(model, tmp)
-        state = {k: v.detach().to("cpu").contiguous() for k, v in model.embedding.state_dict().items()}
-        save_file(state, str(tmp / EMBEDDING_NAME))
+        save_file(cpu_state(model.embedding), str(tmp / EMBEDDING_NAME))
+        if model.pooler is not None:
+            save_file(cpu_state(model.pooler), str(tmp / POOLER_NAME))
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         if include_base is not None:
             copy_model_files(include_base, tmp / "base")
@@ -382,6 +395,18 @@ def load_embedding(bundle_dir: Path, cfg: ModelConfig, d_model: int, device: tor
     return embedding.to(device).eval()
 
 
+def load_pooler(bundle_dir: Path, cfg: ModelConfig, d_model: int, device: torch.device,
+                state: dict[str, torch.Tensor]) -> TokenPooler:
+    """A token-rate bundle's TokenPooler (its tensors already read and checked)."""
+    pooler = TokenPooler(d_model, cfg.pooling)
+    try:
+        pooler.load_state_dict(state, strict=True)
+    except Exception as exc:
+        raise AuraError(f"{bundle_dir / POOLER_NAME} does not fit the bundle's pooling settings (d_model {d_model}): "
+                        f"{str(exc).splitlines()[0]}") from exc
+    return pooler.to(device).eval()
+
+
 def load_bundle(bundle_dir: str | Path, runtime: RuntimeConfig | None = None, base: str | None = None,
                 trust_remote_code: bool = False) -> Loaded:
     """Load base LLM (quantized as configured) + LoRA + AudioEmbedding from a bundle, checking the fingerprint."""
@@ -397,9 +422,10 @@ def load_bundle(bundle_dir: str | Path, runtime: RuntimeConfig | None = None, ba
     resolved = backends.resolve(runtime)
     llm = load_llm(base_ref, resolved, trust_remote_code)
     llm, plain = attach_bundle_lora(llm, bundle_dir, states[ADAPTER_NAME], resolved.device, base_ref)
-    embedding = load_embedding(bundle_dir, cfg, llm.get_input_embeddings().weight.shape[1], resolved.device,
-                               states[EMBEDDING_NAME])
-    aura = AuraModel(llm, embedding, cfg.prompt.audio_attention, plain)
+    d_model = llm.get_input_embeddings().weight.shape[1]
+    embedding = load_embedding(bundle_dir, cfg, d_model, resolved.device, states[EMBEDDING_NAME])
+    pooler = load_pooler(bundle_dir, cfg, d_model, resolved.device, states[POOLER_NAME]) if POOLER_NAME in states else None
+    aura = AuraModel(llm, embedding, cfg.prompt.audio_attention, plain, pooler, cfg.pooling.layers)
     resolved.notices.extend(f"bundle file {link} leads outside the bundle" for link in links_leaving(bundle_dir))
     return Loaded(aura, tokenizer, cfg, resolved, base_ref, bundle_dir, meta)
 

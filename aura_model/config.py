@@ -213,6 +213,38 @@ class GenerationSettings(ConfigBase):
 
 
 @dataclass
+class PoolingConfig(ConfigBase):
+    """Token-rate AuRA: each clip reaches the LLM's reading layers as about one vector per text token.
+
+    Off (``layers`` 0): the audio span enters the LLM at the audio token rate (~4.6 vectors per text
+    token), as every bundle before this setting did. On: the LLM's first ``layers`` decoder layers,
+    LoRA-adapted, hear the clip alone (pass 1, distilled layer by layer from the teacher); an
+    integrate-and-fire pooler turns their output into one vector per text token it counts, in the
+    LLM's input space; the base LLM, adapter off, reads the request with those vectors where the
+    words would be (pass 2): a text-shaped request, read the way the LLM reads text.
+    """
+
+    layers: int = 0  # lower LLM layers that hear the clip before it is pooled; 0 = off (frame-rate AuRA)
+    kernel: int = 5  # audio tokens each hearing state is mixed with before pooling (odd; ~0.4 s at 12.5/s)
+    hidden: int = 0  # width of the readout MLP from a pooled vector to an input vector; 0 = 4 x the LLM width
+    threshold: float = 1.0  # integrate-and-fire: a vector is emitted each time the weights add up to this
+
+    def __post_init__(self) -> None:
+        check(isinstance(self.layers, int) and self.layers >= 0, f"pooling layers must be >= 0, got {self.layers!r}")
+        check(isinstance(self.kernel, int) and self.kernel >= 1 and self.kernel % 2 == 1,
+              f"pooling kernel must be an odd number >= 1, got {self.kernel!r}")
+        check(self.hidden >= 0, f"pooling hidden must be >= 0, got {self.hidden}")
+        check(self.threshold > 0, f"pooling threshold must be > 0, got {self.threshold}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.layers > 0
+
+
+MODEL_SECTIONS = ("audio", "embedding", "lora", "prompt", "pooling")
+
+
+@dataclass
 class ModelConfig(ConfigBase):
     """Everything that defines an AuRA model apart from its weights (stored in aura_config.json)."""
 
@@ -220,14 +252,15 @@ class ModelConfig(ConfigBase):
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
     prompt: PromptConfig = field(default_factory=PromptConfig)
+    pooling: PoolingConfig = field(default_factory=PoolingConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name).to_dict() for name in ("audio", "embedding", "lora", "prompt")}
+        return {name: getattr(self, name).to_dict() for name in MODEL_SECTIONS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "ModelConfig":
         data = dict(data or {})
-        unknown = sorted(set(data) - {"audio", "embedding", "lora", "prompt"})
+        unknown = sorted(set(data) - set(MODEL_SECTIONS))
         if unknown:
             raise AuraError(f"ModelConfig: unknown section(s) {unknown}")
         return cls(
@@ -237,4 +270,5 @@ class ModelConfig(ConfigBase):
             lora=LoraSettings.from_dict(data.get("lora")),
             # bundles written before audio_attention existed were trained with the causal mask
             prompt=PromptConfig.from_dict({"audio_attention": "causal", **(data.get("prompt") or {})}),
+            pooling=PoolingConfig.from_dict(data.get("pooling")),  # bundles before it: off, as they were trained
         )

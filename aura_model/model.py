@@ -15,6 +15,7 @@ from torch import nn
 from .config import GenerationSettings, LoraSettings
 from .embedding import AudioEmbedding
 from .kv_cache import next_step_cache
+from .pooling import Pooled, TokenPooler, length_mask
 
 StopFlag = Callable[[], bool] | threading.Event | None
 
@@ -75,6 +76,29 @@ def span_attention_mask(attention_mask: torch.Tensor, audio_spans: Sequence[Sequ
     return mask.masked_fill(~allowed[:, None], torch.finfo(dtype).min)
 
 
+def decoder_of(llm: nn.Module) -> nn.Module:
+    """The decoder stack (embeddings, layers, rotary embedding, norm) of a causal LM, PEFT-wrapped or not."""
+    base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+    inner = getattr(base, "model", None)
+    if inner is None or not hasattr(inner, "layers") or not hasattr(inner, "rotary_emb"):
+        raise ValueError(f"token-rate AuRA needs a Llama-style decoder (model.layers, model.rotary_emb); "
+                         f"{type(base).__name__} has none")
+    return inner
+
+
+def run_layers(llm: nn.Module, hidden: torch.Tensor, mask: torch.Tensor, n_layers: int) -> list[torch.Tensor]:
+    """``hidden`` (B, T, d) through the first ``n_layers`` decoder layers under the additive ``mask`` (B, 1, T, T),
+    positions 0..T-1 and no cache. Returns [hidden, layer 1 output, ..., layer n output]."""
+    inner = decoder_of(llm)
+    positions = torch.arange(hidden.shape[1], device=hidden.device)[None].expand(hidden.shape[0], -1)
+    rotary = inner.rotary_emb(hidden, position_ids=positions)
+    states = [hidden]
+    for layer in inner.layers[:n_layers]:
+        out = layer(states[-1], attention_mask=mask, position_ids=positions, position_embeddings=rotary)
+        states.append(out[0] if isinstance(out, tuple) else out)
+    return states
+
+
 class AuraModel(nn.Module):
     """LLM (optionally a PeftModel carrying the AuRA LoRA) + AudioEmbedding.
 
@@ -82,17 +106,27 @@ class AuraModel(nn.Module):
     the whole span; "causal" keeps the LLM's own mask everywhere.
     """
 
-    def __init__(self, llm: nn.Module, embedding: AudioEmbedding, audio_attention: str = "causal", lora=None):
+    def __init__(self, llm: nn.Module, embedding: AudioEmbedding, audio_attention: str = "causal", lora=None,
+                 pooler: TokenPooler | None = None, hearing_layers: int = 0):
         super().__init__()
         self.llm = llm
         self.embedding = embedding
         self.bidirectional_audio = audio_attention == "bidirectional"
         self.lora = lora  # a lora.PlainLora put into llm at load time (no PEFT), or None (PEFT, or no adapter)
+        # token-rate AuRA (PoolingConfig): the first hearing_layers layers hear the clip alone, the pooler makes
+        # one input vector per text token, and the base LLM (adapter off) reads them; None = frame-rate AuRA
+        self.pooler = pooler
+        self.hearing_layers = hearing_layers if pooler is not None else 0
+        self._adapter_off = 0  # depth of nested adapter_disabled() contexts
 
     # ------------------------------------------------------------------ properties
     @property
     def has_adapter(self) -> bool:
         return self.lora is not None or hasattr(self.llm, "disable_adapter")
+
+    @property
+    def token_rate(self) -> bool:
+        return self.pooler is not None
 
     @property
     def device(self) -> torch.device:
@@ -102,11 +136,27 @@ class AuraModel(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.llm.get_input_embeddings().weight.dtype
 
+    @contextlib.contextmanager
     def adapter_disabled(self):
-        """Context in which the LLM behaves as the plain base model (no LoRA)."""
-        if self.lora is not None:
-            return self.lora.disable_adapter()
-        return self.llm.disable_adapter() if self.has_adapter else contextlib.nullcontext()
+        """Context in which the LLM behaves as the plain base model (no LoRA); contexts may nest."""
+        if self._adapter_off or not self.has_adapter:
+            self._adapter_off += 1
+            try:
+                yield
+            finally:
+                self._adapter_off -= 1
+            return
+        inner = self.lora.disable_adapter() if self.lora is not None else self.llm.disable_adapter()
+        self._adapter_off += 1
+        try:
+            with inner:
+                yield
+        finally:
+            self._adapter_off -= 1
+
+    def _reader(self):
+        """Where the LLM reads the prompt: the base LLM for token-rate AuRA (the LoRA only hears), else as set."""
+        return self.adapter_disabled() if self.token_rate else contextlib.nullcontext()
 
     # ------------------------------------------------------------------ embeddings
     def embed_audio(self, features: torch.Tensor, frame_lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,22 +191,47 @@ class AuraModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None,
                 audio_spans=None, features: torch.Tensor | None = None, frame_lengths: torch.Tensor | None = None,
                 audio_embeds: torch.Tensor | None = None, **llm_kwargs):
-        """One LLM forward pass with audio spliced in. Pass either features (+ frame_lengths) or audio_embeds."""
+        """One LLM forward pass with audio spliced in. Pass either features (+ frame_lengths) or audio_embeds.
+
+        Token-rate AuRA takes ``audio_embeds`` only (the pooled tokens of :meth:`hear`, whose counts the prompt's
+        spans were built with) and reads them with the base LLM, causally, like text.
+        """
+        if self.token_rate and audio_spans and any(audio_spans) and audio_embeds is None:
+            raise ValueError("token-rate AuRA needs the pooled tokens (hear()) as audio_embeds, not features")
         if audio_embeds is None and features is not None:
             audio_embeds, _ = self.embed_audio(features, frame_lengths)
         embeds = self.input_embeddings(input_ids, audio_spans, audio_embeds)
         dev = embeds.device
         attention_mask = attention_mask.to(dev)
-        if self.bidirectional_audio and audio_spans and any(audio_spans):
+        if self.bidirectional_audio and not self.token_rate and audio_spans and any(audio_spans):
             attention_mask = span_attention_mask(attention_mask, audio_spans, embeds.dtype)
-        return self.llm(
-            inputs_embeds=embeds, attention_mask=attention_mask,
-            position_ids=None if position_ids is None else position_ids.to(dev), **llm_kwargs,
-        )
+        with self._reader():
+            return self.llm(
+                inputs_embeds=embeds, attention_mask=attention_mask,
+                position_ids=None if position_ids is None else position_ids.to(dev), **llm_kwargs,
+            )
+
+    # ------------------------------------------------------------------ token rate: hearing and pooling
+    def hear_states(self, features: torch.Tensor, frame_lengths: torch.Tensor | None = None
+                    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Pass 1: each clip alone through the AudioEmbedding and the first ``hearing_layers`` decoder layers
+        (LoRA on). Returns the states [embedding output, layer 1, ..., layer k], each (B, T, d), and (B,) lengths."""
+        embeds, lengths = self.embed_audio(features, frame_lengths)  # (B, T, d)
+        embeds = embeds.to(self.dtype)
+        valid = length_mask(lengths, embeds.shape[1]).long()
+        spans = [[(0, int(n))] for n in lengths.tolist()] if self.bidirectional_audio else []
+        mask = span_attention_mask(valid, spans, embeds.dtype)
+        return run_layers(self.llm, embeds, mask, self.hearing_layers), lengths
+
+    def hear(self, features: torch.Tensor, frame_lengths: torch.Tensor | None = None,
+             counts: torch.Tensor | None = None) -> Pooled:
+        """Token-rate AuRA: clips -> about one input vector per text token (``counts`` forces how many)."""
+        states, lengths = self.hear_states(features, frame_lengths)
+        return self.pooler(states[-1], lengths, counts)
 
     # ------------------------------------------------------------------ decoding
     def _decode_steps(self, input_ids, attention_mask, position_ids, audio_spans, features, frame_lengths,
-                      gen: GenerationSettings) -> Iterator[torch.Tensor]:
+                      gen: GenerationSettings, audio_embeds: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
         """Prefill, then yield the (B,) next ids one step at a time, up to ``gen.max_new_tokens``, with a KV cache.
 
         Each step is computed only when the consumer asks for it, so a consumer that stops pulling costs nothing
@@ -171,7 +246,8 @@ class AuraModel(nn.Module):
         if position_ids is None:
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         position = position_ids.to(dev)[:, -1:]
-        out = self.forward(input_ids, attention_mask, position_ids, audio_spans, features, frame_lengths, use_cache=True)
+        out = self.forward(input_ids, attention_mask, position_ids, audio_spans, features, frame_lengths, audio_embeds,
+                           use_cache=True)
         for step in range(gen.max_new_tokens):
             next_id = sample_next(out.logits[:, -1, :], gen, generator)  # (B,)
             yield next_id
@@ -179,13 +255,14 @@ class AuraModel(nn.Module):
                 return
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], dim=1)
             position = position + 1
-            out = self.llm(input_ids=next_id[:, None].to(dev), attention_mask=attention_mask, position_ids=position,
-                           use_cache=True, **next_step_cache(out))
+            with self._reader():
+                out = self.llm(input_ids=next_id[:, None].to(dev), attention_mask=attention_mask, position_ids=position,
+                               use_cache=True, **next_step_cache(out))
 
     @torch.no_grad()
     def generate_ids(self, input_ids, attention_mask, audio_spans=None, features=None, frame_lengths=None,
                      gen: GenerationSettings | None = None, eos_ids: Sequence[int] = (), pad_id: int = 0,
-                     position_ids: torch.Tensor | None = None) -> torch.Tensor:
+                     position_ids: torch.Tensor | None = None, audio_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """Batched, non-streaming decoding with a KV cache. Returns (B, new_len) ids.
 
         A row that has produced an eos id keeps it and is padded with ``pad_id`` from then on; decoding ends when
@@ -196,7 +273,7 @@ class AuraModel(nn.Module):
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=self.device)
         new: list[torch.Tensor] = []
         for next_id in self._decode_steps(input_ids, attention_mask, position_ids, audio_spans, features,
-                                          frame_lengths, gen):
+                                          frame_lengths, gen, audio_embeds):
             next_id = torch.where(done, torch.full_like(next_id, pad_id), next_id)
             new.append(next_id)
             done = done | torch.isin(next_id, eos)
@@ -209,7 +286,7 @@ class AuraModel(nn.Module):
     @torch.no_grad()
     def stream_ids(self, input_ids, attention_mask, position_ids=None, audio_spans=None, features=None,
                    frame_lengths=None, gen: GenerationSettings | None = None, eos_ids: Sequence[int] = (),
-                   stop: StopFlag = None) -> Iterator[int]:
+                   stop: StopFlag = None, audio_embeds: torch.Tensor | None = None) -> Iterator[int]:
         """Decode one request token by token with a KV cache; yields ids; ``stop`` ends it between tokens.
 
         The first id is yielded right after the prefill, so its time is the time to first token.
@@ -221,7 +298,7 @@ class AuraModel(nn.Module):
             return
         eos = set(int(e) for e in eos_ids)
         for next_id in self._decode_steps(input_ids, attention_mask, position_ids, audio_spans, features,
-                                          frame_lengths, gen):
+                                          frame_lengths, gen, audio_embeds):
             token = int(next_id.item())
             if token in eos:
                 return

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import AudioConfig, EmbeddingConfig, LoraSettings, ModelConfig, PromptConfig, check, ConfigBase
+from ..config import (MODEL_SECTIONS, AudioConfig, ConfigBase, EmbeddingConfig, LoraSettings, ModelConfig,
+                      PoolingConfig, PromptConfig, check)
 from ..distill import DistillConfig
 from ..errors import AuraError
 
@@ -133,11 +134,11 @@ SECTIONS: dict[str, type] = {
     "embedding": EmbeddingConfig,
     "lora": LoraSettings,
     "prompt": PromptConfig,
+    "pooling": PoolingConfig,
     "distill": DistillConfig,
     "train": TrainConfig,
     "dataset": DatasetConfig,
 }
-MODEL_SECTIONS = ("audio", "embedding", "lora", "prompt")
 PATH_KEYS = ("teacher", "student", "data", "output")
 
 

@@ -58,6 +58,9 @@ def check_models(spec: TrainSpec) -> ModelPlan:
     text_cfg = llm_config.get_text_config() if hasattr(llm_config, "get_text_config") else llm_config
     n_student, d_student = int(text_cfg.num_hidden_layers), int(text_cfg.hidden_size)
     spec.model.lora.check_layers(n_student)  # before any data or weights
+    if spec.model.pooling.enabled:
+        raise AuraError("pooling.layers > 0 (token-rate AuRA) cannot be trained yet: the trainer's token-rate "
+                        "objective is not in this version")
     info = inspect_teacher(spec.teacher, t.trust_remote_code, want_transcriber=d.needs_transcript)
     layer_map = d.resolve_layer_map(n_student, info.num_layers) if d.w_layer > 0 else []
     state_layers = d.resolve_state_layers(n_student) if d.w_state > 0 else []
