@@ -165,6 +165,30 @@ def _load_section(store: QSettings, name: str, cls: type) -> Any:
         return defaults
 
 
+# ---------------------------------------------------------------------- the adapter library
+LIBRARY_KEY = "library/folder"  # the adapter library's folder; absent or "" = default_library_folder()
+
+
+def default_library_folder() -> Path:
+    """Where trained and imported adapters live: <user data folder>/AuRA/adapters (platformdirs)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APPLICATION, ORGANIZATION)) / "adapters"
+
+
+def library_folder(store: QSettings) -> Path:
+    value = store.value(LIBRARY_KEY)
+    return Path(str(value)).expanduser() if value else default_library_folder()
+
+
+def with_active_adapter(settings: Settings, bundle: str) -> Settings:
+    """``settings`` with ``bundle`` as the active adapter ("" = the bundled default).
+
+    The active adapter is the Chat tab's model, ``model.bundle``: changing it through
+    ``MainWindow.apply_settings`` reloads the model as a Settings change does."""
+    return dataclasses.replace(settings, model=dataclasses.replace(settings.model, bundle=bundle))
+
+
 def load_settings(store: QSettings) -> Settings:
     return Settings(**{name: _load_section(store, name, type(getattr(Settings(), name))) for name in Settings.SECTIONS})
 

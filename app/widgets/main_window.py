@@ -1,4 +1,4 @@
-"""MainWindow: tabs (Chat now, Train later), menus, status bar, settings, drag-and-drop, the push-to-talk key.
+"""MainWindow: tabs (Chat, Train, Adapters), menus, status bar, settings, drag-and-drop, the push-to-talk key.
 
 It owns the app-wide services — the model worker thread, the microphone, audio
 playback and text-to-speech — and hands them to the tabs. It loads the model the
@@ -20,7 +20,9 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QFileDialog, QKey
                                QMessageBox, QPlainTextEdit, QTabWidget, QTextEdit, QWidget)
 
 from app.assets import default_bundle
-from app.settings import Settings, load_settings, save_settings, settings_store
+from app.settings import (Settings, library_folder, load_settings, save_settings, settings_store,
+                          with_active_adapter)
+from app.workers.jobs import Jobs
 from app.workers.microphone import MicrophoneBridge
 from app.workers.model_worker import AnswerDone, LoadProgress, LoadRequest, ModelInfo, ModelThread
 from app.workers.playback import Playback, PlayFn
@@ -29,9 +31,11 @@ from app.workers.speech import SpeechEngine, SpeechOutput
 from app.audio_file import AUDIO_SUFFIXES
 
 from .chat_tab import ChatTab
+from .library_tab import LibraryTab
 from .settings_dialog import SettingsDialog
 from .status_bar import StatusBar
 from .theme import stylesheet
+from .train_tab import TrainTab
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +65,14 @@ class MainWindow(QMainWindow):
         self.playback = Playback(self, play_fn=play_fn)
         self.speech = SpeechOutput(self, engine=speech_engine)
         self.chat = ChatTab(self.settings, self.model, self.mic, self.playback, self.speech)
+        self.jobs = Jobs(self, workers=3)  # the Train and Adapters tabs' background calls
+        self.train = TrainTab(library_folder(self.store), self.jobs, default_bundle())
+        self.library = LibraryTab(library_folder(self.store), self.jobs, default_bundle())
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
-        self.tabs.addTab(self.chat, "Chat")  # the Train tab joins here
+        self.tabs.addTab(self.chat, "Chat")
+        self.tabs.addTab(self.train, "Train")
+        self.tabs.addTab(self.library, "Adapters")
         self.setCentralWidget(self.tabs)
         self.status = StatusBar()
         self.setStatusBar(self.status)
@@ -82,6 +91,12 @@ class MainWindow(QMainWindow):
         self.chat.mic_bar.enabled_toggled.connect(self._on_mic_toggled)
         self.chat.mic_bar.mode_changed.connect(self._on_mode_changed)
         self.chat.mic_bar.device_changed.connect(self._on_device_changed)
+        self.train.use_adapter.connect(self.use_adapter)
+        self.train.adapter_written.connect(lambda _bundle: self.library.refresh())
+        self.library.activate_requested.connect(self.use_adapter)
+        self.library.renamed.connect(self._adapter_renamed)
+        self.library.deleted.connect(self._adapter_deleted)
+        self.library.set_active(self.settings.model.bundle)
         QApplication.instance().installEventFilter(self)
 
         self._restore_geometry()
@@ -100,6 +115,7 @@ class MainWindow(QMainWindow):
         self.open_action = QAction("&Open audio file…", self, shortcut=QKeySequence.StandardKey.Open,
                                    triggered=self.open_audio)
         file_menu.addAction(self.open_action)
+        file_menu.addAction(QAction("&Import adapter…", self, triggered=self._import_adapter))
         file_menu.addSeparator()
         file_menu.addAction(QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit, triggered=self.close))
         chat_menu = self.menuBar().addMenu("&Chat")
@@ -306,6 +322,7 @@ class MainWindow(QMainWindow):
         self.settings = new
         self.chat.settings = new
         save_settings(self.store, new)
+        self.library.set_active(new.model.bundle)
         if new.model != old.model:
             self.load_model()
         # barge-in only changes the mute rule; "enabled" is the Mic button's: neither needs a new Listener
@@ -319,6 +336,32 @@ class MainWindow(QMainWindow):
         if not new.speech.enabled:
             self.chat.silence()
 
+    # -- adapters ---------------------------------------------------------------------------------
+
+    def use_adapter(self, bundle: str) -> None:
+        """Make ``bundle`` ("" = the bundled default) the active adapter: the model reloads, the Chat tab shows."""
+        self.apply_settings(with_active_adapter(self.settings, bundle))
+        self.tabs.setCurrentWidget(self.chat)
+
+    def _is_active(self, bundle: str) -> bool:
+        active = self.settings.model.bundle
+        return bool(active) and Path(active).resolve() == Path(bundle).resolve()
+
+    def _adapter_renamed(self, old: str, new: str) -> None:
+        if self._is_active(old):  # same files under a new name: remember it, no reload
+            self.settings = with_active_adapter(self.settings, new)
+            self.chat.settings = self.settings
+            save_settings(self.store, self.settings)
+            self.library.set_active(new)
+
+    def _adapter_deleted(self, bundle: str) -> None:
+        if self._is_active(bundle):
+            self.use_adapter("")
+
+    def _import_adapter(self) -> None:
+        self.tabs.setCurrentWidget(self.library)
+        self.library.import_dialog()
+
     def _about(self) -> None:
         QMessageBox.about(self, "About AuRA",
                           "<b>AuRA</b> — a local voice assistant whose LLM hears speech directly "
@@ -327,8 +370,13 @@ class MainWindow(QMainWindow):
     # -- shutdown ---------------------------------------------------------------------------------
 
     def closeEvent(self, event) -> None:
+        if not self._closed and not self.train.confirm_close():
+            event.ignore()  # a training run is in progress and the user chose to stay
+            return
         if not self._closed:
             self._closed = True
+            self.train.shutdown()  # pauses a running trainer (checkpoint) and waits: no process outlives the window
+            self.jobs.shutdown()
             QApplication.instance().removeEventFilter(self)
             self.store.setValue("window/geometry", self.saveGeometry())
             self.store.sync()

@@ -3,6 +3,7 @@
 ``add_arguments(parser)`` adds the contract flags::
 
     --teacher T --student S --data D --output DIR [--config FILE] [--max-steps N] [--resume] [--progress-json]
+    [--stop-file PATH]
 
 and one ``--<section>.<field> VALUE`` flag per config field (sections audio, embedding, lora,
 prompt, distill, train, dataset), generated from the dataclasses, with the field's comment as
@@ -13,6 +14,10 @@ help. ``run(args)`` returns the exit status:
     2    bad command line (argparse)
     130  stopped by SIGINT after writing a checkpoint (continue with --resume)
     143  stopped by SIGTERM after writing a checkpoint (continue with --resume)
+
+``--stop-file PATH`` stops the run as SIGTERM does (a checkpoint, then 143) once PATH exists: how
+the desktop app pauses a run where a process cannot be sent SIGTERM (Windows). A thread checks for
+the file twice a second and raises SIGTERM in this process.
 
 A signal that arrives while the caches are being filled (before the first step) stops the run at
 the next clip batch with 130/143 and no checkpoint (there is no training state yet): the cache
@@ -27,9 +32,12 @@ Run it as ``python -m aura_model.train ...``; for several processes/GPUs,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
+import signal
 import sys
+import threading
 import traceback
 
 from .. import backends
@@ -59,6 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     parser.add_argument("--progress-json", dest="progress_json", action="store_true",
                         help="print progress as JSON lines on stdout (for the GUI) instead of a progress bar")
+    parser.add_argument("--stop-file", dest="stop_file", default=None, metavar="PATH",
+                        help="stop as SIGTERM does (checkpoint, exit 143) once PATH exists (for the GUI on Windows)")
     for section, cls in SECTIONS.items():
         group = parser.add_argument_group(f"{section} settings ({cls.__name__})")
         comments = field_comments(cls)
@@ -85,6 +95,29 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+@contextlib.contextmanager
+def stop_file_watch(path: str | None, interval_s: float = 0.5):
+    """While the block runs, SIGTERM is raised in this process once ``path`` exists (checked every ``interval_s``)."""
+    if not path:
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(interval_s):
+            if os.path.exists(path):
+                signal.raise_signal(signal.SIGTERM)  # the handler runs on the main thread, as for a real SIGTERM
+                return
+
+    thread = threading.Thread(target=watch, name="aura-stop-file", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 def run(args: argparse.Namespace) -> int:
     """Run `aura train` with parsed ``args``; returns the exit status (see the module docstring)."""
     json_mode = bool(getattr(args, "progress_json", False))
@@ -100,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             reporter.event("error", message=message)
         print(f"aura train: error: {message}", file=sys.stderr, flush=True)
 
-    with reporter.session():
+    with reporter.session(), stop_file_watch(getattr(args, "stop_file", None)):
         try:
             spec = spec_from_args(args)
             result = train(spec, reporter)
