@@ -399,7 +399,7 @@ def test_distill_config_json_round_trip_with_layer_map():
         ({"w_layer": -1.0}, r"w_layer must be a finite number >= 0, got -1\.0"),
         ({"w_kl": float("nan")}, r"w_kl must be .* got nan"),
         ({"w_ce": -0.5}, r"w_ce .* got -0\.5"),
-        ({"w_layer": 0.0, "w_kl": 0.0, "w_ce": 0.0}, r"at least one of w_layer, w_kl, w_ce, w_state, w_align, w_ctc, w_decode must be > 0"),
+        ({"w_layer": 0.0, "w_kl": 0.0, "w_ce": 0.0}, r"at least one of w_layer, w_kl, w_ce, w_state, w_align, w_ctc, w_decode, w_count, w_tokens, w_read, w_slot_kl must be > 0"),
         ({"beta": -0.1}, r"beta must be .* got -0\.1"),
         ({"kl_temperature": 0.0}, r"kl_temperature must be > 0, got 0\.0"),
         ({"kl_temperature": -2.0}, r"kl_temperature must be > 0, got -2\.0"),

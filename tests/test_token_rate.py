@@ -184,3 +184,64 @@ def test_a_bundle_without_pooling_settings_loads_as_frame_rate(tmp_path):
     asst = Assistant.open(bundle, runtime=CPU)
     assert not asst.model.token_rate and asst.config.pooling.layers == 0
     assert asst.answer(audio=clip(0.8, seed=1), gen=GenerationSettings(max_new_tokens=4)) is not None
+
+
+# ---------------------------------------------------------------------- training it
+TOKEN_RATE = {"pooling.layers": "2", "pooling.kernel": "3", "distill.w_count": "1", "distill.w_tokens": "1",
+              "distill.w_read": "1", "distill.w_slot_kl": "1", "distill.w_kl": "1", "distill.w_layer": "1"}
+TINY_TRAIN = {"train.num_threads": "1", "embedding.conv_channels": "32", "lora.r": "8",
+              "train.response_max_tokens": "6", "train.batch_size": "8", "train.lr": "3e-3",
+              "train.scheduler": "constant", "train.val_fraction": "0.2"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from aura_model.testing import make_clip_folder, save_tiny_whisper
+
+    root = tmp_path_factory.mktemp("tr-world")
+    return {"base": save_tiny_base(root / "base"), "whisper": save_tiny_whisper(root / "whisper"),
+            "clips": make_clip_folder(root / "clips", 10), "cache": root / "cache"}
+
+
+def token_rate_spec(world, out, **overrides):
+    from aura_model.train import build_spec
+
+    o = {**TINY_TRAIN, **TOKEN_RATE, "train.cache_dir": str(world["cache"]), **overrides}
+    return build_spec(None, o, {"teacher": str(world["whisper"]), "student": str(world["base"]),
+                                "data": str(world["clips"]), "output": str(out)})
+
+
+def test_a_short_token_rate_run_lowers_every_term_and_writes_a_token_rate_bundle(world, tmp_path):
+    from aura_model.train import ListReporter, train
+
+    rep = ListReporter()
+    result = train(token_rate_spec(world, tmp_path / "tr", **{"train.max_steps": "30", "train.eval_every": "15"}), rep)
+    first, last = result.losses[0], result.losses[-1]
+    print("\n" + ", ".join(f"{k} {first[k]:.3f} -> {last[k]:.3f}" for k in sorted(first) if k != "step"))
+    for term in ("loss", "loss_count", "loss_tokens", "loss_read", "loss_slot_kl", "loss_layer", "loss_kl"):
+        assert last[term] < first[term], term
+    evals = rep.of("eval")
+    for key in ("val_loss_count", "val_loss_tokens", "val_loss_read", "val_loss_slot_kl", "val_count_exact",
+                "val_agreement", "val_kl"):
+        assert key in evals[-1], key
+    meta = read_bundle_config(result.output)
+    assert meta["model"]["pooling"]["layers"] == 2 and meta["model"]["lora"]["layers"] == [1, 2]
+    asst = Assistant.open(result.output, runtime=CPU)
+    assert asst.model.token_rate and asst.model.hearing_layers == 2
+    adapted = {name.split(".layers.")[1].split(".")[0] for name in asst.model.lora.layers}
+    assert adapted == {"0", "1"}  # LoRA only on the hearing layers
+    assert isinstance(asst.answer(audio=clip(1.0, seed=2), gen=GenerationSettings(max_new_tokens=4)), str)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"distill.w_count": "0"}, "needs distill.w_count > 0"),
+    ({"pooling.layers": "0"}, "train token-rate AuRA: set pooling.layers"),
+    ({"lora.layers": "[1, 3]"}, "would never be used"),
+    ({"distill.w_align": "1"}, "belong to frame-rate AuRA"),
+    ({"pooling.layers": "4"}, "leave some to read with"),
+])
+def test_token_rate_settings_that_cannot_work_are_refused_before_any_work(world, tmp_path, overrides, message):
+    from aura_model.train import train
+
+    with pytest.raises(AuraError, match=message):
+        train(token_rate_spec(world, tmp_path / "x", **overrides))

@@ -1,6 +1,6 @@
 """Distillation: what teaches the student, the LLM + LoRA reading audio through the AudioEmbedding.
 
-Training adds up to seven terms, the names in ``LOSS_TERMS``. ``total_loss`` weighs each by its
+Training adds up to eleven terms, the names in ``LOSS_TERMS``. ``total_loss`` weighs each by its
 ``DistillConfig`` field ``w_<term>``; a weight of 0 switches the term off (it is then not even computed),
 which is how ablations run. By default two are on, ``layer`` and ``kl`` (weight 1); the others are 0.
 
@@ -31,19 +31,38 @@ which is how ablations run. By default two are on, ``layer`` and ``kl`` (weight 
   frozen decoder, which must write the transcript: teacher-forced cross-entropy per transcript token
   (``TeacherDecoderLoss``).
 
+Token-rate AuRA (``model.pooling.layers`` > 0; the LLM's lower layers hear the clip alone, a pooler makes
+about one input vector per text token, the base LLM reads them where the transcript would be) adds four,
+all off by default and only for it (``TOKEN_RATE_TERMS``); the pooled tokens stand in the transcript's
+place in the base LLM's own transcript prompt, so every target below lines up position by position:
+
+* ``count`` (``w_count``): mean |sum of a clip's integrate-and-fire weights - its transcript's token
+  count| (``count_loss``); training forces the transcript's count, inference lets the sum decide.
+* ``tokens`` (``w_tokens``): each pooled token against the base LLM's embedding of its transcript token,
+  ``(1 - cosine) + beta * MSE`` on layer-normalised features (``layer_alignment_loss``).
+* ``read`` (``w_read``): the base LLM reading the pooled tokens against itself reading the transcript, at
+  each layer of ``read_layers``, on every position from the request on (the request, the rest of the turn,
+  the answer): the same loss, per position.
+* ``slot_kl`` (``w_slot_kl``): on the request's positions, the next-token distributions after each pooled
+  token against those after each transcript token (``response_kl`` over the request).
+
+``layer`` then compares the teacher with the hearing pass's states (the clip alone through the lower
+layers); ``kl`` and ``ce`` read the answer after the pooled request. ``state``, ``align``, ``ctc`` and
+``decode`` belong to frame-rate AuRA.
+
 Modules: ``config`` (``DistillConfig``, the layer map), ``losses`` (the pure loss functions and their
 conventions on masks, dtypes and detached targets), ``heads`` (the training-only modules, never saved in
 the adapter bundle).
 """
 
-from .config import LOSS_TERMS, DistillConfig, LayerMap, default_layer_map, validate_layer_map
+from .config import LOSS_TERMS, TOKEN_RATE_TERMS, DistillConfig, LayerMap, default_layer_map, validate_layer_map
 from .heads import ProjectionHeads, TeacherDecoderLoss, TokenCTCHead
-from .losses import (layer_alignment_loss, layerwise_loss, monotonic_match_loss, pool_time, projected_layerwise_loss,
+from .losses import (count_loss, layer_alignment_loss, layerwise_loss, monotonic_match_loss, pool_time, projected_layerwise_loss,
                      response_ce, response_kl, text_state_loss, total_loss)
 
 __all__ = [
-    "LOSS_TERMS", "DistillConfig", "LayerMap", "default_layer_map", "validate_layer_map",
+    "LOSS_TERMS", "TOKEN_RATE_TERMS", "DistillConfig", "LayerMap", "default_layer_map", "validate_layer_map",
     "ProjectionHeads", "TeacherDecoderLoss", "TokenCTCHead",
-    "layer_alignment_loss", "layerwise_loss", "monotonic_match_loss", "pool_time", "projected_layerwise_loss",
+    "count_loss", "layer_alignment_loss", "layerwise_loss", "monotonic_match_loss", "pool_time", "projected_layerwise_loss",
     "response_ce", "response_kl", "text_state_loss", "total_loss",
 ]

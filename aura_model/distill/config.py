@@ -17,7 +17,8 @@ from ..errors import AuraError
 LayerMap = list[tuple[int, int]]
 
 # Names of the terms total_loss() combines, and the config weight of each.
-LOSS_TERMS = ("layer", "kl", "ce", "state", "align", "ctc", "decode")
+LOSS_TERMS = ("layer", "kl", "ce", "state", "align", "ctc", "decode", "count", "tokens", "read", "slot_kl")
+TOKEN_RATE_TERMS = ("count", "tokens", "read", "slot_kl")  # need model.pooling; state, align, ctc, decode do not mix with it
 
 
 def normalise_layer_map(layer_map: Any) -> tuple[tuple[int, int], ...]:
@@ -78,6 +79,16 @@ class DistillConfig(ConfigBase):
     # direction by direction; this one weights what the teacher's decoder reads in them (the words). Needs
     # w_layer > 0 and a Whisper teacher with its decoder and tokenizer.
     w_decode: float = 0.0
+    # Token-rate AuRA (model.pooling.layers > 0), where the pooled tokens stand in the transcript's place:
+    w_count: float = 0.0  # weight of |sum of the pooler's fire weights - transcript tokens|: teaches it to count
+    w_tokens: float = 0.0  # weight of (1 - cos) + beta * MSE of each pooled token to its transcript token's embedding
+    # weight of the read loss: the base LLM reading the pooled tokens must hold, from the tokens on (the request,
+    # the rest of the turn, the answer), the hidden states it holds reading the transcript, at each read layer
+    w_read: float = 0.0
+    read_layers: tuple[int, ...] | None = None  # 1-based LLM layers of the read loss; None = every layer
+    # weight of the per-position KL on the pooled tokens: the next-token distributions the base LLM gives after
+    # each pooled token, against those it gives after each transcript token (text mode is the target)
+    w_slot_kl: float = 0.0
     beta: float = 1.0  # weight of the MSE inside each layer loss, next to (1 - cosine)
     kl_temperature: float = 2.0  # softens both distributions in the KL; ~2 passes on the teacher's "dark knowledge"
     # (student_layer, teacher_layer) pairs, 1-based hidden_states indices; None = default_layer_map()
@@ -99,17 +110,17 @@ class DistillConfig(ConfigBase):
     student_time_width: float = 0.05  # longest time mask, as a fraction of the clip's frames (at most 0.5)
 
     def __post_init__(self) -> None:
-        for name in ("w_layer", "w_kl", "w_ce", "w_state", "w_align", "w_ctc", "w_decode"):
+        for name in (f"w_{t}" for t in LOSS_TERMS):
             w = getattr(self, name)
             check(isinstance(w, (int, float)) and math.isfinite(w) and w >= 0,
                    f"{name} must be a finite number >= 0, got {w!r}")
         check(any(getattr(self, f"w_{t}") > 0 for t in LOSS_TERMS),
-               "at least one of w_layer, w_kl, w_ce, w_state, w_align, w_ctc, w_decode must be > 0, got all zero")
+              f"at least one of {', '.join('w_' + t for t in LOSS_TERMS)} must be > 0, got all zero")
         check(self.w_decode == 0 or self.w_layer > 0,
                "w_decode reads the layer-wise term's projection head: it needs w_layer > 0")
         check(self.ctc_layer is None or (isinstance(self.ctc_layer, int) and self.ctc_layer >= 0),
                f"ctc_layer must be a hidden_states index >= 0 (or null), got {self.ctc_layer!r}")
-        for name in ("state_layers", "align_layers"):
+        for name in ("state_layers", "align_layers", "read_layers"):
             if getattr(self, name) is not None:
                 setattr(self, name, check_layer_numbers(name, getattr(self, name)))
         check(isinstance(self.align_gamma, (int, float)) and self.align_gamma > 0,
@@ -150,14 +161,24 @@ class DistillConfig(ConfigBase):
         return float(getattr(self, f"w_{term}"))
 
     @property
+    def token_rate(self) -> bool:
+        """Whether a term of token-rate AuRA is on."""
+        return any(self.weight(t) > 0 for t in TOKEN_RATE_TERMS)
+
+    @property
     def needs_response(self) -> bool:
-        """Whether a term reads the base LLM's answer (KL, CE and the text-state/alignment losses all do)."""
-        return self.w_kl > 0 or self.w_ce > 0 or self.w_state > 0 or self.w_align > 0 or self.w_ctc > 0
+        """Whether a term reads the base LLM's answer or its transcript prompt (built together with the answer)."""
+        return (self.w_kl > 0 or self.w_ce > 0 or self.w_state > 0 or self.w_align > 0 or self.w_ctc > 0
+                or self.token_rate)
 
     @property
     def needs_base(self) -> bool:
         """Whether training runs the base LLM on the transcript each step (KL, text states, text alignment)."""
-        return self.w_kl > 0 or self.w_state > 0 or self.w_align > 0
+        return self.w_kl > 0 or self.w_state > 0 or self.w_align > 0 or self.token_rate
+
+    def resolve_read_layers(self, n_student_layers: int) -> list[int]:
+        """The LLM layers the read loss compares: the configured ones (checked), else all of them."""
+        return _resolve_layers("read_layers", self.read_layers, range(1, n_student_layers + 1), n_student_layers)
 
     def resolve_state_layers(self, n_student_layers: int) -> list[int]:
         """The LLM layers the text-state loss compares: the configured ones (checked), else all of them."""

@@ -230,6 +230,12 @@ def monotonic_match_loss(student: Tensor, text: Tensor, student_mask: Tensor, te
 # -------------------------------------------------------------------------- total
 
 
+def count_loss(weight_sums: Tensor, counts: Tensor) -> Tensor:
+    """Mean |sum of a clip's fire weights - its transcript's token count| (B,) -> (): integrate-and-fire
+    learns to count, so at inference the sum decides how many tokens a clip becomes."""
+    return (weight_sums.float() - counts.to(weight_sums.device).float()).abs().mean()
+
+
 def total_loss(terms: dict[str, Tensor], cfg: DistillConfig) -> Tensor:
     """The sum of w_<term> * terms[<term>] over LOSS_TERMS.
 

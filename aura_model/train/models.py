@@ -8,7 +8,8 @@ CUDA, as QLoRA does), adds a fresh LoRA and AudioEmbedding and the training-only
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +21,7 @@ from ..distill import ProjectionHeads, TeacherDecoderLoss, TokenCTCHead
 from ..embedding import AudioEmbedding
 from ..errors import AuraError
 from ..model import AuraModel, attach_lora, eos_token_ids
+from ..pooling import TokenPooler
 from ..processor import AuraProcessor
 from .config import TrainSpec
 from .objective import DistillModule
@@ -42,6 +44,7 @@ class ModelPlan:
     align_layers: list[int]  # student layers of the text-alignment term ([] when off)
     ctc_layer: int | None  # student layer the CTC head spells from (None when off)
     decode_pair: int | None  # index in layer_map of the pair the teacher's decoder reads (None when off)
+    read_layers: list[int] = field(default_factory=list)  # token-rate: LLM layers of the read term ([] when off)
 
     @property
     def teacher_layers(self) -> list[int]:
@@ -59,8 +62,10 @@ def check_models(spec: TrainSpec) -> ModelPlan:
     n_student, d_student = int(text_cfg.num_hidden_layers), int(text_cfg.hidden_size)
     spec.model.lora.check_layers(n_student)  # before any data or weights
     if spec.model.pooling.enabled:
-        raise AuraError("pooling.layers > 0 (token-rate AuRA) cannot be trained yet: the trainer's token-rate "
-                        "objective is not in this version")
+        check_token_rate(spec, n_student)
+    elif d.token_rate:
+        raise AuraError("distill.w_count, w_tokens, w_read and w_slot_kl train token-rate AuRA: set pooling.layers "
+                        "(the lower LLM layers that hear the clip) or switch them off")
     info = inspect_teacher(spec.teacher, t.trust_remote_code, want_transcriber=d.needs_transcript)
     layer_map = d.resolve_layer_map(n_student, info.num_layers) if d.w_layer > 0 else []
     state_layers = d.resolve_state_layers(n_student) if d.w_state > 0 else []
@@ -71,8 +76,33 @@ def check_models(spec: TrainSpec) -> ModelPlan:
         check_decoder_teacher(info)
         decode_pair = d.resolve_decode_pair(layer_map, info.num_layers)
     _check_bundle_copies(spec)
+    read_layers = d.resolve_read_layers(n_student) if d.w_read > 0 else []
+    if layer_map and spec.model.pooling.enabled and max(sl for sl, _ in layer_map) > spec.model.pooling.layers:
+        raise AuraError(f"the layer map {[list(p) for p in layer_map]} pairs student layers above pooling.layers "
+                        f"{spec.model.pooling.layers}: only the hearing layers see the clip alone")
     return ModelPlan(tokenizer, processor, llm_config, n_student, d_student, info, layer_map, state_layers,
-                     align_layers, ctc_layer, decode_pair)
+                     align_layers, ctc_layer, decode_pair, read_layers)
+
+
+def check_token_rate(spec: TrainSpec, n_student: int) -> None:
+    """Settings that token-rate AuRA needs; the LoRA goes on the hearing layers only (the base LLM reads)."""
+    d, k = spec.distill, spec.model.pooling.layers
+    if k >= n_student:
+        raise AuraError(f"pooling.layers {k}: the student LLM has {n_student} layers; the hearing layers must "
+                        "leave some to read with")
+    if d.w_count <= 0:
+        raise AuraError("token-rate AuRA needs distill.w_count > 0: the pooler must learn to count the tokens it "
+                        "makes at inference")
+    mixed = [f"w_{t}" for t in ("state", "align", "ctc", "decode") if d.weight(t) > 0]
+    if mixed:
+        raise AuraError(f"{', '.join(mixed)} belong to frame-rate AuRA; with pooling.layers set, use "
+                        "w_tokens, w_read and w_slot_kl")
+    lora = spec.model.lora
+    if lora.layers is None:
+        spec.model.lora = dataclasses.replace(lora, layers=tuple(range(1, k + 1)))
+    elif max(lora.layers) > k:
+        raise AuraError(f"lora.layers {list(lora.layers)}: with pooling.layers {k} only layers 1..{k} hear; the "
+                        "base LLM reads without the adapter, so LoRA above them would never be used")
 
 
 def _check_bundle_copies(spec: TrainSpec) -> None:
@@ -144,7 +174,12 @@ def build_student(spec: TrainSpec, plan: ModelPlan, device: torch.device, rep: R
         init_stem(embedding, plan.info, rep)
     embedding = embedding.to(device)
     llm = attach_lora(llm, cfg.lora)
-    aura = AuraModel(llm, embedding, cfg.prompt.audio_attention)
+    pooler = None
+    if cfg.pooling.enabled:
+        pooler = TokenPooler(plan.d_student, cfg.pooling)
+        pooler.match_scale(llm.get_input_embeddings().weight)
+        pooler = pooler.to(device)
+    aura = AuraModel(llm, embedding, cfg.prompt.audio_attention, None, pooler, cfg.pooling.layers)
     module, decode_ids = _distill_module(spec, plan, aura, device, rep)
     module.train()
     return Student(module, resolved.quantization, resolved, decode_ids, eos_token_ids(plan.tokenizer, aura.llm))
@@ -165,7 +200,7 @@ def _distill_module(spec: TrainSpec, plan: ModelPlan, aura: AuraModel, device: t
         rep.message(f"teacher decoder term: the teacher's decoder reads the head of pair "
                     f"{list(plan.layer_map[plan.decode_pair])}")
     module = DistillModule(aura, heads, plan.layer_map, d, plan.state_layers, plan.align_layers, ctc_head,
-                           plan.ctc_layer, decoder_loss, plan.decode_pair)
+                           plan.ctc_layer, decoder_loss, plan.decode_pair, plan.read_layers)
     return module, decode_ids
 
 

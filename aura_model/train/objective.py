@@ -20,6 +20,7 @@ from torch import nn
 from ..distill import (ProjectionHeads, TeacherDecoderLoss, TokenCTCHead, monotonic_match_loss,
                        projected_layerwise_loss, response_ce, response_kl, text_state_loss)
 from ..model import AuraModel
+from . import token_rate
 from .batching import Batch
 from .data import Item
 
@@ -67,6 +68,7 @@ class Outputs:
     projected: list[torch.Tensor] | None = None  # per layer pair, the student's audio span through its head
     teacher: list[torch.Tensor] | None = None  # per layer pair, the teacher's states it is compared with
     logits: torch.Tensor | None = None  # (B, R, V) the student's logits on the response slots
+    pooled_counts: torch.Tensor | None = None  # token-rate: (B,) tokens the pooler would make on its own
 
 
 class DistillModule(nn.Module):
@@ -75,8 +77,10 @@ class DistillModule(nn.Module):
     def __init__(self, aura: AuraModel, heads: ProjectionHeads | None, layer_map: list[tuple[int, int]], distill,
                  state_layers: list[int] | None = None, align_layers: list[int] | None = None,
                  ctc_head: TokenCTCHead | None = None, ctc_layer: int | None = None,
-                 decoder_loss: TeacherDecoderLoss | None = None, decode_pair: int | None = None):
+                 decoder_loss: TeacherDecoderLoss | None = None, decode_pair: int | None = None,
+                 read_layers: list[int] | None = None):
         super().__init__()
+        self.read_layers = list(read_layers or [])  # token-rate: layers of the read term
         self.decoder_loss = decoder_loss  # the teacher's frozen decoder (distill.w_decode), or None
         self.decode_pair = decode_pair  # index in layer_map of the pair whose head it reads
         self.ctc_head = ctc_head
@@ -92,8 +96,10 @@ class DistillModule(nn.Module):
         with_responses = batch.responses is not None and self.distill.needs_response
         return self.compute(batch, base, with_responses).terms
 
-    def compute(self, batch: Batch, base: BaseTargets | None, with_responses: bool) -> Outputs:
+    def compute(self, batch: Batch, base, with_responses: bool) -> Outputs:
         """Every loss term this batch and these targets allow (validation also reads the logits and heads)."""
+        if self.aura.token_rate:
+            return token_rate.compute(self, batch, base, with_responses)
         want_layer = self.heads is not None
         want_state = bool(self.state_layers) and base is not None and bool(base.states)
         want_align = bool(self.align_layers) and base is not None and bool(base.transcript)
@@ -166,9 +172,12 @@ class DistillModule(nn.Module):
 
 @torch.no_grad()
 def base_targets(module: DistillModule, batch: Batch,
-                 autocast: Callable[[], contextlib.AbstractContextManager]) -> BaseTargets:
+                 autocast: Callable[[], contextlib.AbstractContextManager]):
     """The base LLM (adapter off, eval mode) reading the transcript: logits on the response slots and
-    hidden states of the text-state layers on the shared suffix (and of the alignment layers on the transcript)."""
+    hidden states of the text-state layers on the shared suffix (and of the alignment layers on the transcript);
+    for token-rate AuRA, what ``token_rate.text_targets`` gives."""
+    if module.aura.token_rate:
+        return token_rate.text_targets(module, batch, autocast)
     aura = module.aura
     b = batch.base
     want_states = bool(module.state_layers) and batch.shared_suffix is not None

@@ -15,6 +15,7 @@ import torch
 from ..config import GenerationSettings
 from ..distill import LOSS_TERMS, layer_alignment_loss
 from .batching import Batch, Collator
+from . import token_rate
 from .objective import BaseTargets, DistillModule, base_targets
 from .prepare import cut_at_eos
 from .runtime import reduce_named
@@ -26,7 +27,11 @@ SUMS = (
     "agreements",  # clips whose greedy answer from audio equals the base LLM's answer from the transcript
     "state_positions", "state_sum",  # shared-suffix positions; the text-state term times them
     "align_items", "align_sum", "ctc_items", "ctc_sum", "decode_items", "decode_sum",  # per-clip means times clips
+    "count_items", "count_sum", "tokens_items", "tokens_sum", "read_items", "read_sum", "slot_kl_items",
+    "slot_kl_sum",  # token-rate terms: per-batch means times clips
+    "count_exact",  # token-rate: clips the pooler would turn into exactly as many tokens as the transcript has
 )
+PER_CLIP_TERMS = ("align", "ctc", "decode", "count", "tokens", "read", "slot_kl")
 
 
 def cosine_name(pair: int) -> str:
@@ -79,10 +84,12 @@ def batch_sums(module: DistillModule, batch: Batch, base: BaseTargets | None) ->
         n = float(batch.shared_suffix.sum())
         sums["state_positions"] = n
         sums["state_sum"] = float(out.terms["state"]) * n
-    for term in ("align", "ctc", "decode"):  # means over clips
+    for term in PER_CLIP_TERMS:  # means over clips
         if term in out.terms:
             sums[f"{term}_items"] = float(batch.size)
             sums[f"{term}_sum"] = float(out.terms[term]) * batch.size
+    if out.pooled_counts is not None:
+        sums["count_exact"] = float((out.pooled_counts.cpu() == token_rate.transcript_counts(batch.base)).sum())
     return sums
 
 
@@ -103,9 +110,12 @@ def count_agreements(module: DistillModule, batch: Batch, acc, gen: GenerationSe
     """Clips whose greedy answer from audio equals the base LLM's answer from the transcript."""
     p = batch.prompt_only
     with acc.autocast():
-        out = module.aura.generate_ids(p.input_ids, p.attention_mask, p.audio_spans, batch.features,
-                                       batch.frame_lengths, gen=gen, eos_ids=eos_ids, pad_id=pad_id,
-                                       position_ids=p.position_ids)
+        if module.aura.token_rate:  # the pooler's own counts decide the slots, as at inference
+            out = token_rate.generate_from_audio(module, batch, gen, eos_ids, pad_id, pad_id)
+        else:
+            out = module.aura.generate_ids(p.input_ids, p.attention_mask, p.audio_spans, batch.features,
+                                           batch.frame_lengths, gen=gen, eos_ids=eos_ids, pad_id=pad_id,
+                                           position_ids=p.position_ids)
     return sum(int(cut_at_eos(row, eos_ids) == cut_at_eos(ref, eos_ids))
                for row, ref in zip(out.tolist(), batch.response_lists))
 
@@ -128,10 +138,11 @@ def metrics_from_sums(sums: dict[str, float], layer_map: list[tuple[int, int]], 
             m["val_loss_kl"] = m["val_kl"]
         m["val_token_accuracy"] = sums["token_hits"] / tokens
         m["val_agreement"] = sums["agreements"] / max(1.0, sums["items"])
-    for term, count in (("state", "state_positions"), ("align", "align_items"), ("ctc", "ctc_items"),
-                        ("decode", "decode_items")):
+    for term, count in (("state", "state_positions"), *((t, f"{t}_items") for t in PER_CLIP_TERMS)):
         if sums[count] > 0:
             m[f"val_loss_{term}"] = sums[f"{term}_sum"] / sums[count]
+    if sums["count_items"] > 0:
+        m["val_count_exact"] = sums["count_exact"] / sums["count_items"]
     m["val_loss"] = weighted_loss(m, distill)
     return m
 
