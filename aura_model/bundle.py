@@ -378,33 +378,33 @@ class Loaded:
     meta: dict[str, Any] = field(default_factory=dict)  # aura_config.json
 
 
+def fill(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, settings: str,
+         device: torch.device) -> torch.nn.Module:
+    """``module`` with the weights of ``path`` (already read and checked), on ``device``, in eval mode."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except Exception as exc:
+        raise AuraError(f"{path} does not fit the bundle's {settings}: {str(exc).splitlines()[0]}") from exc
+    return module.to(device).eval()
+
+
 def load_embedding(bundle_dir: Path, cfg: ModelConfig, d_model: int, device: torch.device,
                    state: dict[str, torch.Tensor] | None = None) -> AudioEmbedding:
     """The bundle's AudioEmbedding (``state``: its tensors when already read and checked)."""
-    embedding = AudioEmbedding(cfg.audio.n_mels, d_model, cfg.embedding)
     path = bundle_dir / EMBEDDING_NAME
     if state is None:
         if not path.is_file():
             raise AuraError(f"bundle {str(bundle_dir)!r} lacks {EMBEDDING_NAME}")
         state = read_weights(path)
-    try:
-        embedding.load_state_dict(state, strict=True)
-    except Exception as exc:
-        raise AuraError(f"{path} does not fit the bundle's config (n_mels {cfg.audio.n_mels}, d_model {d_model}): "
-                        f"{str(exc).splitlines()[0]}") from exc
-    return embedding.to(device).eval()
+    return fill(AudioEmbedding(cfg.audio.n_mels, d_model, cfg.embedding), state, path,
+                f"config (n_mels {cfg.audio.n_mels}, d_model {d_model})", device)
 
 
 def load_pooler(bundle_dir: Path, cfg: ModelConfig, d_model: int, device: torch.device,
                 state: dict[str, torch.Tensor]) -> TokenPooler:
     """A token-rate bundle's TokenPooler (its tensors already read and checked)."""
-    pooler = TokenPooler(d_model, cfg.pooling)
-    try:
-        pooler.load_state_dict(state, strict=True)
-    except Exception as exc:
-        raise AuraError(f"{bundle_dir / POOLER_NAME} does not fit the bundle's pooling settings (d_model {d_model}): "
-                        f"{str(exc).splitlines()[0]}") from exc
-    return pooler.to(device).eval()
+    return fill(TokenPooler(d_model, cfg.pooling), state, bundle_dir / POOLER_NAME,
+                f"pooling settings (d_model {d_model})", device)
 
 
 def load_bundle(bundle_dir: str | Path, runtime: RuntimeConfig | None = None, base: str | None = None,
