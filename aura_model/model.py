@@ -246,8 +246,9 @@ class AuraModel(nn.Module):
         if position_ids is None:
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         position = position_ids.to(dev)[:, -1:]
+        # only the last position's logits are read: at a real vocabulary they are a quarter of a prefill's work
         out = self.forward(input_ids, attention_mask, position_ids, audio_spans, features, frame_lengths, audio_embeds,
-                           use_cache=True)
+                           use_cache=True, logits_to_keep=1)
         for step in range(gen.max_new_tokens):
             next_id = sample_next(out.logits[:, -1, :], gen, generator)  # (B,)
             yield next_id
