@@ -9,7 +9,7 @@ rates, pitches, levels and noise (its own seeds). Writes ``OUT/extra/wavs/*.wav`
 and links ``OUT/orig`` to the listed train split, so ``--data OUT`` trains on both:
 
     python research/extra_requests.py /tmp/more --train .cache/demo-build/data/train --arithmetic 4000
-    python -m aura_model.train --data /tmp/more ...   # the demo's flags: research/experiments/shipped.yaml
+    python -m aura_model.train --data /tmp/more --dataset.follow_links_outside true ...   # orig/ is a link out
 
 `python research/replay.py research/experiments/extra-4000-r32.yaml` does both steps and scores the result.
 Measured with the shipped recipe (10 000 steps, research/NOTES.md): 4000 arithmetic (20 147 clips) took held-out

@@ -75,6 +75,8 @@ def plan(exp: dict, work: Path, data: Path, steps: int | None = None, jobs: int 
     p["train_cmd"] = [py, "-m", "aura_model.train", "--config", str(p["trainer_yaml"]), "--teacher", str(p["teacher"]),
                       "--student", str(p["student"]), "--data", str(train_data), "--output", str(p["bundle"]),
                       "--train.cache_dir", str(work / "cache")]
+    if extra is not None:  # the extra folder links the listed train split in as orig/, a link leading outside it
+        p["train_cmd"] += ["--dataset.follow_links_outside", "true"]
     p["eval_cmd"] = [py, "-m", "app.cli", "eval", "--bundle", str(p["bundle"]),
                      "--manifest", str(data / split / "manifest.jsonl"), "--mode", "aura",
                      "--max-new-tokens", "24", "--device", "cpu", "--quantization", "none"]
