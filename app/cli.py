@@ -173,8 +173,9 @@ def cmd_listen(args) -> int:
     from aura_model.assistant import Assistant
     from aura_model.config import GenerationSettings, RuntimeConfig
 
-    from .listening import VadConfig, list_input_devices
-    from .listening.pipeline import HeardAnswer, ListenPipeline, save_segment
+    from .listening import VadConfig, list_input_devices, native_stderr
+    from .listening.pipeline import (HeardAnswer, ListenPipeline, exit_soon, leave_now_if_portaudio_is_stuck,
+                                     save_segment)
 
     if args.list_devices:
         for d in list_input_devices():
@@ -190,14 +191,21 @@ def cmd_listen(args) -> int:
     for notice in assistant.loaded.resolved.notices:
         print(f"aura: {notice}", file=sys.stderr)
     pipeline = ListenPipeline(assistant, device=args.input, vad_config=vad, gen=gen, system_prompt=args.system)
-    pipeline.open()
-    print("listening", file=sys.stderr, flush=True)
-    count, waiting_since = 0, time.monotonic()
+    # PortAudio prints its errors from C; a sound server dying under a stream can make that a flood
+    quiet = None if args.debug else native_stderr.install()
+    count, interrupted = 0, False
     try:
+        pipeline.open()
+        print("listening", file=sys.stderr, flush=True)
+        waiting_since = time.monotonic()
         while True:
             heard = pipeline.next_segment(timeout_s=0.2)
-            for problem in pipeline.errors():  # the listener retries by itself; say what happened
-                print(f"aura: warning: {problem}", file=sys.stderr, flush=True)
+            for kind, text in pipeline.device_news():  # the listener retries by itself; say what happened
+                # one write per line: unbuffered, print() writes the newline apart, and PortAudio's error
+                # lines, written to the same stderr from C, could land in between
+                sys.stderr.write(f"aura: warning: {text}\n" if kind == "problem"
+                                 else "aura: the microphone is back: listening\n")
+                sys.stderr.flush()
             if heard is None:
                 if args.timeout is not None and time.monotonic() - waiting_since > args.timeout:
                     from aura_model.errors import AuraError
@@ -223,8 +231,16 @@ def cmd_listen(args) -> int:
             if args.once:
                 return 0
             waiting_since = time.monotonic()
+    except KeyboardInterrupt:
+        exit_soon(EXIT_INTERRUPTED)  # Ctrl-C always ends the command: a bound on the shutdown below
+        interrupted = True
+        raise
     finally:
         pipeline.close()
+        if quiet is not None:
+            quiet.close()
+        if interrupted:  # what main() would print; a stuck PortAudio thread could block a normal exit
+            leave_now_if_portaudio_is_stuck(EXIT_INTERRUPTED, "aura: interrupted")
 
 
 def cmd_info(args) -> int:

@@ -5,7 +5,8 @@ sounddevice) -> :class:`VadSegmenter` (webrtcvad endpointing) or
 :class:`PushToTalkCollector` -> :class:`Segment` handed to the caller;
 :class:`Listener` runs that chain in a worker thread. Modules: ``devices``
 (what there is to record from), ``stream`` (one open microphone), ``listener``
-(the worker thread), ``vad`` (endpointing), ``pipeline`` (`aura listen`).
+(the worker thread), ``vad`` (endpointing), ``pipeline`` (`aura listen`),
+``native_stderr`` (PortAudio's C-level error lines kept off the terminal).
 """
 
 from .devices import default_input_device, list_input_devices, rescan_devices, resolve_input_device

@@ -27,6 +27,14 @@ def count_open_stream(delta: int) -> None:
         _open_streams += delta
 
 
+def open_stream_count() -> int:
+    """MicrophoneStreams open in this process, or closing (a stuck one may never finish closing).
+
+    Read without _open_lock: rescan_devices holds it while PortAudio re-enumerates, which may block.
+    """
+    return _open_streams
+
+
 def _sounddevice():
     """The sounddevice module, or AuraError when the PortAudio library is missing."""
     try:

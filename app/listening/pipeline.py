@@ -9,7 +9,9 @@ the model in a QThread instead (app/workers/).
 
 from __future__ import annotations
 
+import os
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -22,8 +24,11 @@ from app.conversation import Conversation, Turn
 from aura_model.config import GenerationSettings
 from aura_model.errors import AuraError
 
+from .devices import open_stream_count
 from .listener import AudioSource, Listener
 from .vad import Segment, VadConfig
+
+EXIT_GRACE_S = 10.0  # after Ctrl-C, `aura listen` ends within this long whatever PortAudio does
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,10 @@ class ListenPipeline:
         self._startable: queue.Queue[Turn] = queue.Queue()  # turns the conversation let go to the model, in order
         self.conversation = Conversation(self._startable.put)  # a turn's payload: its HeardSegment
         self._handed_out: Turn | None = None  # the turn next_segment returned last (caller's thread only)
-        self._errors: queue.Queue[str] = queue.Queue()
-        self.listener = Listener(self._on_segment, on_error=self._errors.put, device=device,
+        # device news in the order it happened: ("problem", message) or ("recovered", "")
+        self._news: queue.Queue[tuple[str, str]] = queue.Queue()
+        self.listener = Listener(self._on_segment, on_error=lambda m: self._news.put(("problem", m)),
+                                 on_recover=lambda: self._news.put(("recovered", "")), device=device,
                                  vad_config=vad_config, stream_factory=stream_factory)
 
     # -- from the Listener thread ---------------------------------------------------------------
@@ -94,20 +101,18 @@ class ListenPipeline:
         self.listener.start()
         deadline = time.monotonic() + timeout_s
         while not self.listener.stream_ok.wait(0.05):
-            try:
-                message = self._errors.get_nowait()
-            except queue.Empty:
-                message = None
+            message = next((text for kind, text in self.device_news() if kind == "problem"), None)
             if message is not None or time.monotonic() > deadline:
                 self.close()
                 raise AuraError(message or f"the microphone delivered no audio within {timeout_s:g} s")
 
-    def errors(self) -> list[str]:
-        """Device problems reported since the last call (the Listener keeps retrying by itself)."""
+    def device_news(self) -> list[tuple[str, str]]:
+        """What happened to the microphone since the last call, in order: ("problem", message) when it
+        failed (the Listener keeps retrying by itself), ("recovered", "") when audio flows again."""
         out = []
         while True:
             try:
-                out.append(self._errors.get_nowait())
+                out.append(self._news.get_nowait())
             except queue.Empty:
                 return out
 
@@ -150,6 +155,38 @@ class ListenPipeline:
 
     def close(self) -> None:
         self.listener.stop()
+
+
+def exit_soon(code: int, grace_s: float = EXIT_GRACE_S) -> None:
+    """End the process with ``code`` after ``grace_s`` seconds unless it has ended normally by then.
+
+    A PortAudio call blocked on a dead device (closing a stream, Pa_Terminate at exit) must not keep
+    `aura listen` alive after Ctrl-C. No flushing here: the blocked thread may hold a stream's lock,
+    and everything the command prints is flushed as it goes.
+    """
+    def end() -> None:
+        time.sleep(grace_s)
+        os._exit(code)
+
+    threading.Thread(target=end, name="aura-exit-deadline", daemon=True).start()
+
+
+def leave_now_if_portaudio_is_stuck(code: int, message: str) -> None:
+    """After the pipeline closed: if a MicrophoneStream is still open or closing, print ``message`` and
+    end the process at once with ``code``.
+
+    Such a stream has a PortAudio thread stuck in C, and a normal exit can block behind it for ever
+    (C stdio's stderr lock at the final flush, Pa_Terminate), where no Python thread runs any more.
+    os._exit skips all of that.
+    """
+    if open_stream_count() == 0:
+        return
+    print(message, file=sys.stderr, flush=True)
+    try:
+        sys.stdout.flush()
+    except Exception:  # stdout closed or broken: nothing more to say there
+        pass
+    os._exit(code)
 
 
 def save_segment(folder: str | Path, index: int, segment: Segment) -> Path:

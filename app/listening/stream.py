@@ -3,10 +3,16 @@
 The PortAudio callback only copies blocks into a queue and counts status flags;
 :meth:`MicrophoneStream.read` hands out 16 kHz mono float32 chunks, resampling
 with soxr when the device cannot record at 16 kHz itself.
+
+A dead stream is noticed three ways: PortAudio ends it (its finished callback),
+PortAudio floods stderr with one repeated error (see :mod:`.native_stderr`), or
+no audio arrives for ``stall_timeout_s``. Stopping never hangs the caller, even
+when PortAudio's own thread is stuck (see :meth:`MicrophoneStream.stop`).
 """
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 import time
@@ -16,10 +22,15 @@ import numpy as np
 
 from aura_model.errors import AuraError
 
-from .devices import _sounddevice, count_open_stream, resolve_input_device
+from .devices import _sounddevice, count_open_stream, open_stream_count, resolve_input_device
+from .native_stderr import flood_count
 
 TARGET_RATE = 16000  # Hz handed out by MicrophoneStream.read; what the VAD and the model's audio front-end use
 BLOCK_MS = 30  # PortAudio block: one VAD frame (480 samples at 16 kHz)
+# No audio for this long while PortAudio floods stderr = this stream is the one that broke (a flood can also
+# come from another stream, e.g. playback, while this one still delivers every 30 ms)
+FLOOD_QUIET_S = 0.5
+CLOSE_TIMEOUT_S = 2.0  # how long stop() waits for PortAudio to let go of a stream before leaving it behind
 
 
 class MicrophoneStream:
@@ -53,6 +64,7 @@ class MicrophoneStream:
         self._finished = threading.Event()  # set by PortAudio when the stream ends (by us or by an error)
         self._stopping = False
         self._last_data = 0.0
+        self._floods_at_start = 0  # flood_count() when the stream started: later floods may be this stream's
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -102,22 +114,28 @@ class MicrophoneStream:
             raise AuraError(f"cannot open audio input device {self.device['name']!r} "
                             f"at {self.samplerate} Hz: {e}") from e
         count_open_stream(+1)
+        _guard_exit()
         self._stream = stream
         self._last_data = time.monotonic()
+        self._floods_at_start = flood_count()
         return self
 
-    def stop(self) -> None:
-        """Stop and close the stream; audio still queued is discarded. Safe to call twice."""
+    def stop(self, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
+        """Abort and close the stream; audio still queued is discarded. Safe to call twice.
+
+        False when PortAudio has not let go within ``timeout_s``. A stream whose PortAudio thread is
+        stuck (the sound server died under it) blocks abort and close for ever, so they run on a helper
+        thread that is left behind; the stream stays counted as open until they return, so
+        rescan_devices (which would block on it too) refuses, and the process exit skips PortAudio's
+        termination (see _skip_portaudio_exit_handler).
+        """
         stream, self._stream = self._stream, None
         if stream is None:
-            return
+            return True
         self._stopping = True
-        try:
-            stream.stop()
-            stream.close()
-        except Exception:  # the device may already be gone; closing is best effort
-            pass
-        count_open_stream(-1)
+        closed = threading.Event()
+        threading.Thread(target=_close, args=(stream, closed), name="aura-mic-close", daemon=True).start()
+        return closed.wait(timeout_s)
 
     def __enter__(self) -> "MicrophoneStream":
         return self.start()
@@ -166,6 +184,46 @@ class MicrophoneStream:
         name = self.device["name"]
         if self._finished.is_set() and not self._stopping:
             raise AuraError(f"audio input from {name!r} stopped unexpectedly (device unplugged or sound server gone?)")
-        if time.monotonic() - self._last_data > self.stall_timeout_s:
+        quiet_s = time.monotonic() - self._last_data
+        if flood_count() > self._floods_at_start and quiet_s > FLOOD_QUIET_S:
+            raise AuraError(f"audio input from {name!r} broke: PortAudio is stuck repeating an error "
+                            "(device unplugged or sound server gone?)")
+        if quiet_s > self.stall_timeout_s:
             raise AuraError(f"no audio from input device {name!r} for {self.stall_timeout_s:.1f} s "
                             "(device unplugged or sound server gone?)")
+
+
+def _close(stream: Any, closed: threading.Event) -> None:
+    """Abort and close a PortAudio stream (on a helper thread: this can block for ever on a stuck one)."""
+    try:
+        stream.abort()  # not stop(): nothing buffered is worth waiting for, and a broken device never drains
+        stream.close()
+    except Exception:  # the device may already be gone; closing is best effort
+        pass
+    count_open_stream(-1)
+    closed.set()
+
+
+_exit_guarded = False
+
+
+def _guard_exit() -> None:
+    """Register _skip_portaudio_exit_handler once, after sounddevice's import registered its own exit handler:
+    atexit runs the last registered first, so ours decides before sounddevice's runs."""
+    global _exit_guarded
+    if not _exit_guarded:
+        _exit_guarded = True
+        atexit.register(_skip_portaudio_exit_handler)
+
+
+def _skip_portaudio_exit_handler() -> None:
+    """At exit, with a MicrophoneStream still open or closing, drop sounddevice's exit handler.
+
+    It runs Pa_Terminate, which closes every open stream and waits for ever on one whose PortAudio
+    thread is stuck: the process would never end (Ctrl-C in `aura listen` printed "interrupted" and
+    hung there). The operating system releases the device when the process ends anyway.
+    """
+    if open_stream_count():
+        handler = getattr(_sounddevice(), "_exit_handler", None)
+        if handler is not None:
+            atexit.unregister(handler)

@@ -6,7 +6,9 @@ thread) only queues frames; VAD never runs on the GUI thread.
 
 Device health is polled from ``Listener.stream_ok`` a few times a second, so the
 window can show "no microphone" and "microphone is back" without the Listener
-knowing about Qt.
+knowing about Qt. With a real microphone, PortAudio's C-level error lines go
+through :mod:`app.listening.native_stderr` (a sound server dying under a stream
+can make them a flood), for the rest of the process.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from app.listening import Listener, Segment, list_input_devices
+from app.listening import Listener, Segment, list_input_devices, native_stderr
 from app.listening import devices as listening_devices
 from app.listening.pipeline import HeardSegment
 from app.settings import AudioSettings
@@ -83,6 +85,8 @@ class MicrophoneBridge(QObject):
             make = self._stream_factory
             factory = lambda: make(device)  # noqa: E731
         self._last_error = None
+        if self._stream_factory is None:  # a real microphone: PortAudio may flood stderr when its server dies
+            native_stderr.install()
         self._listener = Listener(self._on_segment, on_level=self.level.emit, on_error=self._on_error,
                                   device=device, vad_config=settings.vad_config(), stream_factory=factory)
         self._listener.set_push_to_talk(settings.mode == "ptt")
