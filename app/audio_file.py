@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from aura_model.audio import check_regular_file
 from aura_model.errors import AuraError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3")
@@ -41,6 +42,10 @@ def not_audio_message(path: str | Path) -> str:
 def read_preview(path: str | Path) -> AudioPreview:
     """The file's first DISPLAY_MAX_S as mono samples; AuraError ("Cannot open NAME: why") when it is unreadable."""
     path = Path(path)
+    try:
+        check_regular_file(path)  # a dropped pipe or device would block this thread for ever
+    except AuraError as exc:
+        raise AuraError(f"Cannot open {path.name}: {str(exc).split(': ', 1)[-1]}") from None
     try:
         info = sf.info(str(path))
         frames = min(info.frames, int(DISPLAY_MAX_S * info.samplerate)) if info.frames > 0 else -1
