@@ -66,12 +66,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", help="base LLM override for this run")
     p.add_argument("--device", help="compute device for this run: auto | cpu | cuda | cuda:N")
     p.add_argument("--settings", metavar="FILE", help="keep settings in this ini file instead of the system store")
+    p.add_argument("--self-test", action="store_true",
+                   help="no window: answer a bundled spoken question, check Qt and the install, print one line, exit")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # in a frozen build a spawned child runs its task here, not a second window
+    from app.assets import ensure_std_streams
+
+    ensure_std_streams()  # a windowed build has no console: sys.stdout and sys.stderr start as None
     argv = sys.argv[1:] if argv is None else argv
     args, qt_args = build_parser().parse_known_args(argv)
+    if args.self_test:
+        from app.self_test import main as self_test
+
+        return self_test(gui=True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from aura_model.backends import quiet_libraries
 
