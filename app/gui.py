@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 
 APP_NAME = "AuRA"
+PROCESS_START = __import__("time").perf_counter()  # as near the process start as this module gets
 
 
 def log_dir() -> Path:
@@ -66,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", help="base LLM override for this run")
     p.add_argument("--device", help="compute device for this run: auto | cpu | cuda | cuda:N")
     p.add_argument("--settings", metavar="FILE", help="keep settings in this ini file instead of the system store")
+    p.add_argument("--quit-when-ready", action="store_true",
+                   help="close as soon as the model is loaded, printing how long that took (start-up benchmark)")
     p.add_argument("--self-test", action="store_true",
                    help="no window: answer a bundled spoken question, check Qt and the install, print one line, exit")
     return p
@@ -121,7 +124,33 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     window.show()
     _close_on_signals(window)
+    if args.quit_when_ready:
+        _quit_when_ready(window)
     return app.exec()
+
+
+def _quit_when_ready(window) -> None:
+    """Print the seconds from process start to a loaded model (or the failure) and close the window."""
+    import time
+
+    from PySide6.QtCore import QObject, Slot
+
+    class Closer(QObject):  # lives on the main thread, so the worker's signals reach it queued
+        @Slot(object)
+        def ready(self, _info) -> None:
+            self.done("model ready")
+
+        @Slot(str)
+        def failed(self, message: str) -> None:
+            self.done(f"model failed ({message})")
+
+        def done(self, what: str) -> None:
+            print(f"aura-gui: {what} {time.perf_counter() - PROCESS_START:.2f} s after start", flush=True)
+            window.close()
+
+    closer = Closer(window)
+    window.model.worker.loaded.connect(closer.ready)
+    window.model.worker.load_failed.connect(closer.failed)
 
 
 def _close_on_signals(window) -> None:

@@ -64,3 +64,11 @@ def test_importing_the_library_turns_hub_kernels_off():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
                           check=True)
     assert done.stdout.split() == ["NO", "None"]
+
+
+def test_the_window_says_when_its_model_is_ready_and_closes(tmp_path):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "app", "--settings", str(tmp_path / "s.ini"), "--quit-when-ready"],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("aura-gui: model ready ") and done.stdout.rstrip().endswith("s after start")
