@@ -48,6 +48,17 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                              "line and exit (0 = it works; alone, without a command)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _add_chat(sub)
+    _add_listen(sub)
+    _add_info(sub)
+    _add_train(sub, argv)
+    _add_eval(sub)
+    _add_demo(sub)
+    return parser
+
+
+def _add_chat(sub) -> None:
+    """`aura chat`: one question by audio file or text."""
     chat = sub.add_parser("chat", help="ask one question by audio file or text; the answer streams to stdout")
     chat.add_argument("--bundle", help="AuRA bundle folder (default: the bundled demo model)")
     chat.add_argument("--base", help="base LLM (hub id or folder); alone: typed chat with the plain base model")
@@ -60,6 +71,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _runtime_args(chat)
     _generation_args(chat)
 
+
+def _add_listen(sub) -> None:
+    """`aura listen`: microphone -> voice detection -> answers, no window."""
     listen = sub.add_parser("listen", help="answer what the microphone hears (VAD endpointing, no window); "
                                            "answers stream to stdout")
     listen.add_argument("--bundle", help="AuRA bundle folder (default: the bundled demo model)")
@@ -83,10 +97,16 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _runtime_args(listen, device_flag="--compute-device")
     _generation_args(listen)
 
+
+def _add_info(sub) -> None:
+    """`aura info`: what a bundle holds, after the checks loading makes."""
     info = sub.add_parser("info", help="show what a bundle contains")
     info.add_argument("bundle", nargs="?", help="bundle folder (default: the bundled demo model)")
     info.add_argument("--json", action="store_true", help="machine-readable output")
 
+
+def _add_train(sub, argv: list[str] | None) -> None:
+    """`aura train`: its flags come from the trainer, imported only when it is the command."""
     train = sub.add_parser("train", help="distil an AuRA adapter from a teacher ASR encoder into an LLM")
     if _chosen_command(argv) == "train":
         try:
@@ -96,6 +116,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         else:
             add_arguments(train)
 
+
+def _add_eval(sub) -> None:
+    """`aura eval`: exact-match accuracy over a manifest."""
     ev = sub.add_parser("eval", help="exact-match accuracy and time to first token over a JSONL manifest")
     ev.add_argument("--bundle", help="AuRA bundle folder (default: the bundled demo model)")
     ev.add_argument("--manifest", required=True, metavar="FILE.jsonl",
@@ -105,6 +128,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     ev.add_argument("--max-new-tokens", type=int, default=32)
     _runtime_args(ev)
 
+
+def _add_demo(sub) -> None:
+    """`aura demo`: the demo world's sentences and its build."""
     demo = sub.add_parser("demo", help="the demo world: list its sentences, build it")
     demo_sub = demo.add_subparsers(dest="demo_command", required=True, metavar="DEMO_COMMAND")
     sentences = demo_sub.add_parser("sentences", help="print the domain's requests as JSON lines")
@@ -117,7 +143,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     build.add_argument("--no-ship", action="store_true", help="build and evaluate, but do not install the bundle")
     build.add_argument("--fresh", action="store_true", help="start over instead of reusing finished stages")
     build.add_argument("--jobs", type=int, default=2, help="parallel jobs: espeak-ng processes, and the LLM and teacher trained side by side (1: one after the other)")
-    return parser
 
 
 # ---------------------------------------------------------------------- commands
