@@ -199,8 +199,7 @@ def cmd_listen(args) -> int:
     from aura_model.config import GenerationSettings, RuntimeConfig
 
     from .listening import VadConfig, list_input_devices, native_stderr
-    from .listening.pipeline import (HeardAnswer, ListenPipeline, exit_soon, leave_now_if_portaudio_is_stuck,
-                                     save_segment)
+    from .listening.pipeline import ListenPipeline, exit_soon, leave_now_if_portaudio_is_stuck, save_segment
 
     if args.list_devices:
         for d in list_input_devices():
@@ -225,12 +224,7 @@ def cmd_listen(args) -> int:
         waiting_since = time.monotonic()
         while True:
             heard = pipeline.next_segment(timeout_s=0.2)
-            for kind, text in pipeline.device_news():  # the listener retries by itself; say what happened
-                # one write per line: unbuffered, print() writes the newline apart, and PortAudio's error
-                # lines, written to the same stderr from C, could land in between
-                sys.stderr.write(f"aura: warning: {text}\n" if kind == "problem"
-                                 else "aura: the microphone is back: listening\n")
-                sys.stderr.flush()
+            _say_device_news(pipeline.device_news())  # the listener retries by itself; say what happened
             if heard is None:
                 if args.timeout is not None and time.monotonic() - waiting_since > args.timeout:
                     from aura_model.errors import AuraError
@@ -240,19 +234,7 @@ def cmd_listen(args) -> int:
             count += 1
             if args.save_audio:
                 save_segment(args.save_audio, count, heard.segment)
-            for item in pipeline.stream_answer(heard):
-                if isinstance(item, HeardAnswer):
-                    sys.stdout.write("\n")
-                    sys.stdout.flush()
-                    if args.stats:
-                        ftt = "n/a (empty answer)" if item.first_token_ms is None else (
-                            f"{item.first_token_ms:.0f} ms (VAD hang-over {heard.segment.endpoint_delay_s * 1000:.0f}"
-                            f" ms, model {item.model_first_token_ms:.0f} ms)")
-                        print(f"aura: heard {heard.segment.duration_s:.1f} s; end of speech to first token {ftt}",
-                              file=sys.stderr, flush=True)
-                else:
-                    sys.stdout.write(item)
-                    sys.stdout.flush()
+            _print_answer(pipeline.stream_answer(heard), heard, args.stats)
             if args.once:
                 return 0
             waiting_since = time.monotonic()
@@ -266,6 +248,33 @@ def cmd_listen(args) -> int:
             quiet.close()
         if interrupted:  # what main() would print; a stuck PortAudio thread could block a normal exit
             leave_now_if_portaudio_is_stuck(EXIT_INTERRUPTED, "aura: interrupted")
+
+
+def _say_device_news(news) -> None:
+    for kind, text in news:
+        # one write per line: unbuffered, print() writes the newline apart, and PortAudio's error
+        # lines, written to the same stderr from C, could land in between
+        sys.stderr.write(f"aura: warning: {text}\n" if kind == "problem" else "aura: the microphone is back: listening\n")
+        sys.stderr.flush()
+
+
+def _print_answer(pieces, heard, stats: bool) -> None:
+    """The streamed answer on stdout; with ``stats`` the latency from the end of speech on stderr."""
+    from .listening.pipeline import HeardAnswer
+
+    for item in pieces:
+        if not isinstance(item, HeardAnswer):
+            sys.stdout.write(item)
+            sys.stdout.flush()
+            continue
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        if stats:
+            ftt = "n/a (empty answer)" if item.first_token_ms is None else (
+                f"{item.first_token_ms:.0f} ms (VAD hang-over {heard.segment.endpoint_delay_s * 1000:.0f}"
+                f" ms, model {item.model_first_token_ms:.0f} ms)")
+            print(f"aura: heard {heard.segment.duration_s:.1f} s; end of speech to first token {ftt}",
+                  file=sys.stderr, flush=True)
 
 
 def cmd_info(args) -> int:
