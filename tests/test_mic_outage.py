@@ -90,6 +90,12 @@ class StderrReader:
         return f"<{self.bytes} bytes of stderr, {self.flood_lines} flood lines, the others: {self.lines[-20:]}>"
 
 
+def _ctrl_c_reaches_it() -> None:
+    """In the child: Ctrl-C's default. A shell starts background jobs (a CI runner's, `cmd &`) with SIGINT
+    ignored, and Python keeps an ignored SIGINT ignored, so the test's Ctrl-C would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(proc: subprocess.Popen) -> int | None:
     """Ctrl-C; the exit code, or None when the process did not end within WAIT_S (it is killed then)."""
     proc.send_signal(signal.SIGINT)
@@ -264,7 +270,8 @@ def _aura_command() -> list[str]:
 def test_listen_survives_a_stuck_portaudio_stream_and_ctrl_c_ends_it(bundle):
     cmd = [sys.executable, str(TESTS / "fake_portaudio.py"), "stuck,ok", "listen", "--device", DEVICE,
            "--bundle", str(bundle), "--compute-device", "cpu"]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=_ctrl_c_reaches_it)
     err = StderrReader(proc.stderr)
     try:
         assert wait_for(lambda: err.has("listening") or proc.poll() is not None, WAIT_S * 2), err
@@ -301,7 +308,8 @@ def test_listen_when_the_sound_server_dies_and_comes_back(bundle, tmp_path, monk
     monkeypatch.setenv("PULSE_SERVER", server)
     keepalive = _keep_sink_running()
     cmd = _aura_command() + ["listen", "--device", "pulse", "--bundle", str(bundle), "--compute-device", "cpu"]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=_ctrl_c_reaches_it)
     err = StderrReader(proc.stderr)
     try:
         assert wait_for(lambda: err.has("listening") or proc.poll() is not None, WAIT_S * 2), err
