@@ -331,7 +331,7 @@ RESUMABLE_DIFFERENCES = {
     "train.max_steps", "train.epochs", "train.eval_every", "train.eval_at_end", "train.checkpoint_every",
     "train.keep_checkpoints", "train.log_every", "train.num_workers", "train.cache_dir", "train.checkpoint_dir",
     "train.bundle_base", "train.bundle_teacher", "train.max_val_items", "train.teacher_batch_size",
-    "train.response_batch_size", "output", "resume",
+    "train.response_batch_size", "train.num_threads", "output", "resume",
 }
 
 
