@@ -87,6 +87,18 @@ class WavMicrophone:
         return chunk
 
 
+def wait_until(condition, timeout_s: float, what: str, prog: str = "screenshot") -> None:
+    """Run the Qt event loop until ``condition()`` holds; SystemExit naming ``what`` after ``timeout_s``."""
+    from PySide6.QtCore import QCoreApplication, QEventLoop
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{prog}: timed out waiting for {what}")
+        QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        time.sleep(0.01)
+
+
 def _go_dark(app) -> None:
     """Ask the platform for its dark scheme; a bare X server has none, so then set Fusion's dark palette."""
     from PySide6.QtCore import Qt
@@ -140,7 +152,6 @@ def _run(args) -> int:
         print("screenshot: no demo bundle ships yet; using a tiny UNTRAINED model (its answers are noise)",
               file=sys.stderr)
 
-    from PySide6.QtCore import QCoreApplication, QEventLoop
     from PySide6.QtWidgets import QApplication
 
     from app.settings import settings_store
@@ -150,14 +161,6 @@ def _run(args) -> int:
     app.setApplicationDisplayName("AuRA")
     if args.dark:
         _go_dark(app)
-
-    def wait_until(condition, timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            if time.monotonic() > deadline:
-                raise SystemExit(f"screenshot: timed out waiting for {what}")
-            QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
-            time.sleep(0.01)
 
     with tempfile.TemporaryDirectory(prefix="aura-shot-") as tmp:
         tmp = Path(tmp)

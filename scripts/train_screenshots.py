@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, home: Path) -> int:
-    from PySide6.QtCore import QCoreApplication, QEventLoop
     from PySide6.QtWidgets import QApplication
+    from screenshot import wait_until as shared_wait_until
 
     from app.assets import default_bundle
     from app.settings import settings_store
@@ -58,12 +58,7 @@ def _run(args, home: Path) -> int:
         _go_dark(app)
 
     def wait_until(condition, timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            if time.monotonic() > deadline:
-                raise SystemExit(f"train_screenshots: timed out waiting for {what}")
-            QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
-            time.sleep(0.01)
+        shared_wait_until(condition, timeout_s, what, "train_screenshots")
 
     store = settings_store(home / "aura.ini")
     for key, value in {"model/device": "cpu", "audio/enabled": False}.items():
