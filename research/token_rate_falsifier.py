@@ -108,13 +108,9 @@ HEARD_FAMILIES = ("arithmetic", "calendar")
 
 # ---------------------------------------------------------------------- data
 def read_rows(manifest: Path) -> list[dict]:
-    rows = []
-    for line in manifest.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            row["path"] = str(manifest.parent / row["audio"])
-            rows.append(row)
-    return rows
+    from aura_model.demo.synth import read_manifest
+
+    return read_manifest(manifest)
 
 
 # ---------------------------------------------------------------------- the split model
