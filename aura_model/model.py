@@ -227,7 +227,11 @@ class AuraModel(nn.Module):
              counts: torch.Tensor | None = None) -> Pooled:
         """Token-rate AuRA: clips -> about one input vector per text token (``counts`` forces how many)."""
         states, lengths = self.hear_states(features, frame_lengths)
-        return self.pooler(states[-1], lengths, counts)
+        return self.pool(states[-1], lengths, counts)
+
+    def pool(self, states: torch.Tensor, lengths: torch.Tensor, counts: torch.Tensor | None = None) -> Pooled:
+        """The pooler on the last hearing states, in its own dtype (the LLM may compute in bf16, the pooler in fp32)."""
+        return self.pooler(states.to(self.pooler.weight.weight.dtype), lengths, counts)
 
     # ------------------------------------------------------------------ decoding
     def _decode_steps(self, input_ids, attention_mask, position_ids, audio_spans, features, frame_lengths,

@@ -245,3 +245,18 @@ def test_token_rate_settings_that_cannot_work_are_refused_before_any_work(world,
 
     with pytest.raises(AuraError, match=message):
         train(token_rate_spec(world, tmp_path / "x", **overrides))
+
+
+def test_a_bf16_llm_hears_through_an_fp32_pooler(assistant):
+    """On CUDA the LLM computes in bf16 while the pooler (like the embedding) stays fp32."""
+    asst, _ = assistant
+    feats = features(asst, clip(1.0, seed=11))
+    model = asst.model
+    try:
+        model.llm.to(torch.bfloat16)
+        with torch.no_grad():
+            heard = model.hear(*feats)
+    finally:
+        model.llm.to(torch.float32)
+    assert heard.tokens.dtype == torch.float32 and torch.isfinite(heard.tokens).all()
+    assert heard.tokens.shape[1] == int(heard.counts.max()) >= 1

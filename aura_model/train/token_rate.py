@@ -94,7 +94,7 @@ def compute(module, batch: Batch, targets: TextTargets | None, with_responses: b
     d, aura, b = module.distill, module.aura, batch.base
     states, lengths = aura.hear_states(batch.features, batch.frame_lengths)
     counts = transcript_counts(b).to(lengths.device)
-    pooled = aura.pooler(states[-1], lengths, counts)
+    pooled = aura.pool(states[-1], lengths, counts)
     result = Outputs(terms={})
     if module.heads is not None:
         result.terms["layer"], result.projected, result.teacher = _layer_term(module, states, batch)
