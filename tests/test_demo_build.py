@@ -49,7 +49,8 @@ def test_every_stage_learns(built):
 def test_report_has_every_system_and_a_plot(built):
     work, _ = built
     md = (work / "report.md").read_text()
-    for row in ("text upper bound", "cascade (ASR -> LLM)", "| AuRA |", "no layer-wise loss", "no response KL",
+    for row in ("text upper bound", "cascade (ASR -> LLM)", "| AuRA |", "no pooling", "no text-state loss",
+                "no layer-wise loss", "no response KL",
                 "word error rate", "median first token"):
         assert row in md, row
     png = (work / "report.png").read_bytes()

@@ -512,6 +512,22 @@ def test_distillation_flags_start_the_stem_from_the_teacher(tmp_path):
     assert "--embedding.conv_channels" not in FULL.flags(1, None)  # an unreadable teacher: the default stem
 
 
+def test_a_stopped_build_resumes_each_run_from_its_checkpoint(tmp_path):
+    from aura_model.demo.build import FULL, QUICK, trainer_command
+
+    out = tmp_path / "bundle"
+    cmd = trainer_command(tmp_path / "t", tmp_path / "s", tmp_path / "d", out, FULL, [], tmp_path / "c", True, 1)
+    assert cmd[cmd.index("--train.checkpoint_every") + 1] == "1000" and "--resume" not in cmd
+    assert "--train.checkpoint_every" not in QUICK.flags(1)
+    (out.parent / "bundle.checkpoints" / "step-00002000").mkdir(parents=True)
+    assert "--resume" not in trainer_command(tmp_path / "t", tmp_path / "s", tmp_path / "d", out, FULL, [],
+                                             tmp_path / "c", True, 1)  # a folder without its state is no checkpoint
+    (out.parent / "bundle.checkpoints" / "step-00002000" / "state.json").write_text("{}")
+    cmd = trainer_command(tmp_path / "t", tmp_path / "s", tmp_path / "d", out, FULL, ["--distill.w_kl", "0"],
+                          tmp_path / "c", True, 1)
+    assert cmd[-1] == "--resume" and cmd[-3:-1] == ["--distill.w_kl", "0"]
+
+
 def test_distillation_flags_are_what_the_trainer_reads(tmp_path):
     """The plan's flags parse into the trainer's settings: rank-32 LoRA on attention and MLP, bidirectional audio."""
     import argparse
@@ -527,3 +543,28 @@ def test_distillation_flags_are_what_the_trainer_reads(tmp_path):
     assert (spec.model.lora.r, spec.model.lora.include_mlp) == (FULL.lora_r, FULL.lora_mlp) == (32, True)
     assert spec.model.prompt.audio_attention == "bidirectional"
     assert (spec.train.max_steps, spec.train.batch_size, spec.distill.w_layer) == (FULL.steps, FULL.batch_size, 3.0)
+    assert spec.model.pooling.layers == FULL.pooling_layers == 2  # token-rate AuRA
+    assert (spec.distill.w_count, spec.distill.w_tokens, spec.distill.w_read, spec.distill.w_slot_kl) == (1, 1, 1, 1)
+
+
+def test_the_ablations_switch_off_what_they_name(tmp_path):
+    """Each ablation's flags, after the plan's, leave the recipe but for its one change."""
+    import argparse
+
+    from aura_model.demo.build import ABLATIONS, FULL
+    from aura_model.train.command import add_arguments, spec_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+
+    def spec(extra):
+        return spec_from_args(parser.parse_args(["--teacher", "t", "--student", "s", "--data", str(tmp_path),
+                                                 "--output", str(tmp_path / "o"), *FULL.flags(1, 128), *extra]))
+
+    frame_rate = spec(ABLATIONS["no pooling"])
+    assert frame_rate.model.pooling.layers == 0 and not frame_rate.distill.token_rate
+    assert frame_rate.distill.w_layer == 3.0 and frame_rate.distill.w_kl == 1.0
+    no_text = spec(ABLATIONS["no text-state loss"])
+    assert (no_text.distill.w_tokens, no_text.distill.w_read, no_text.distill.w_count) == (0, 0, 1)
+    assert spec(ABLATIONS["no layer-wise loss"]).distill.w_layer == 0
+    assert spec(ABLATIONS["no response KL"]).distill.w_kl == 0

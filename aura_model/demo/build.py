@@ -31,6 +31,9 @@ from ..errors import AuraError
 Log = Callable[[str], None]
 
 
+TOKEN_RATE_TERMS = ("count", "tokens", "read", "slot_kl")
+
+
 @dataclass
 class DistillPlan:
     """Settings of the distillation runs (aura train flags)."""
@@ -43,9 +46,15 @@ class DistillPlan:
     #   demo: cosine 0.83 vs 0.79 and token accuracy 0.68 vs 0.66, the response KL no worse
     stem_from_teacher: bool = True  # conv stem as wide as the teacher's, started from its weights; measured at
     #   1200 steps: answer agreement 7.8% vs 4.7%, KL 4.10 vs 4.36, cosine 0.79 vs 0.77 (random 256-wide stem)
-    lora_r: int = 32  # LoRA rank, on the attention and the MLP (lora_mlp). With bidirectional audio attention (the
-    lora_mlp: bool = True  # default) this scored 50.3 % on the test split at 10 000 steps, against 43.8 % for rank 16
-    #   on the attention only; the causal rank-16 adapter shipped before scored 44.8 % (README, demo section)
+    lora_r: int = 32  # LoRA rank, on the attention and the MLP (lora_mlp); frame-rate AuRA with bidirectional audio
+    lora_mlp: bool = True  # attention scored 50.3 % on the test split at 10 000 steps, rank 16 on attention 43.8 %
+    # Token-rate AuRA (research/token_rate.md, research/experiments/token-rate-v1.yaml): layers 1-2 hear the clip
+    # alone, the pooler makes one input vector per transcript token, the base LLM reads them: 89.7 % on the test
+    # split at 10 000 steps (cascade 85.3 %). 0 = frame-rate AuRA.
+    pooling_layers: int = 2
+    pooling_kernel: int = 5  # hearing states mixed before integrate-and-fire (~0.4 s)
+    w_token_rate: float = 1.0  # weight of each token-rate term: count, tokens, read, slot_kl
+    checkpoint_every: int = 0  # steps between checkpoints; a build stopped part-way resumes each run from its last
 
     def flags(self, threads: int, teacher_width: int | None = None) -> list[str]:
         flags = [
@@ -55,8 +64,13 @@ class DistillPlan:
             "--distill.w_layer", str(self.w_layer), "--lora.r", str(self.lora_r),
             "--lora.include_mlp", str(self.lora_mlp).lower(),
         ]
+        if self.checkpoint_every:
+            flags += ["--train.checkpoint_every", str(self.checkpoint_every)]
         if self.stem_from_teacher and teacher_width:
             flags += ["--embedding.conv_channels", str(teacher_width), "--distill.stem_from_teacher", "true"]
+        if self.pooling_layers:
+            flags += ["--pooling.layers", str(self.pooling_layers), "--pooling.kernel", str(self.pooling_kernel)]
+            flags += [x for term in TOKEN_RATE_TERMS for x in (f"--distill.w_{term}", str(self.w_token_rate))]
         return flags
 
 
@@ -68,9 +82,14 @@ def teacher_width(teacher: Path) -> int | None:
         return None
 
 
-FULL = DistillPlan(steps=10000, batch_size=16, lr=2e-3, eval_every=1000)
-QUICK = DistillPlan(steps=30, batch_size=8, lr=2e-3, eval_every=0)
-ABLATIONS = {"no layer-wise loss": ["--distill.w_layer", "0"], "no response KL": ["--distill.w_kl", "0"]}
+FULL = DistillPlan(steps=10000, batch_size=16, lr=2e-3, eval_every=1000, checkpoint_every=1000)
+QUICK = DistillPlan(steps=30, batch_size=8, lr=2e-3, eval_every=0, pooling_layers=1)  # its LLM has 2 layers
+ABLATIONS = {  # each an AuRA run with these flags after the plan's
+    "no pooling": ["--pooling.layers", "0", *(x for t in TOKEN_RATE_TERMS for x in (f"--distill.w_{t}", "0"))],
+    "no text-state loss": ["--distill.w_tokens", "0", "--distill.w_read", "0"],
+    "no layer-wise loss": ["--distill.w_layer", "0"],
+    "no response KL": ["--distill.w_kl", "0"],
+}
 SAMPLES_PER_FAMILY = 1
 MAX_BUNDLE_MB = 40
 
@@ -115,11 +134,20 @@ def run_trainer(teacher: Path, student: Path, data: Path, output: Path, plan: Di
             started.set()
 
 
-def _run_trainer(teacher, student, data, output, plan, extra, log, cache, carry_models, name, threads, started) -> dict:
+def trainer_command(teacher: Path, student: Path, data: Path, output: Path, plan: DistillPlan, extra: list[str],
+                    cache: Path, carry_models: bool, threads: int) -> list[str]:
+    """`aura train` for one run; it resumes when an earlier build left a checkpoint of it."""
     cmd = [sys.executable, "-m", "aura_model.train", "--teacher", str(teacher), "--student", str(student),
            "--data", str(data), "--output", str(output), "--progress-json", "--train.cache_dir", str(cache),
            "--train.bundle_base", str(carry_models).lower(), "--train.bundle_teacher", str(carry_models).lower(),
            *plan.flags(threads, teacher_width(teacher)), *extra]
+    if any(output.with_name(output.name + ".checkpoints").glob("step-*/state.json")):
+        cmd.append("--resume")
+    return cmd
+
+
+def _run_trainer(teacher, student, data, output, plan, extra, log, cache, carry_models, name, threads, started) -> dict:
+    cmd = trainer_command(teacher, student, data, output, plan, extra, cache, carry_models, threads)
     log(f"   [{name}] $ aura train " + " ".join(cmd[3:]))
     losses: list[float] = []
     finished: dict = {}
