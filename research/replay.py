@@ -14,7 +14,7 @@
    quantization, 24 new tokens); one comparison line                                        -> research/results/NAME.json
 
 Every stage that is already done is skipped (a finished bundle is scored again, not retrained: delete
-WORK/runs/NAME to train it again); ``--dry-run``
+WORK/runs/NAME to train it again; a run stopped part-way resumes from its last checkpoint); ``--dry-run``
 prints the commands without running anything. ``--steps N`` shortens a run (warm-up N // 20, as the demo build
 does); its result is then not comparable with the reported one and is written as NAME-stepsN.json.
 """
@@ -77,6 +77,8 @@ def plan(exp: dict, work: Path, data: Path, steps: int | None = None, jobs: int 
                       "--train.cache_dir", str(work / "cache")]
     if extra is not None:  # the extra folder links the listed train split in as orig/, a link leading outside it
         p["train_cmd"] += ["--dataset.follow_links_outside", "true"]
+    if any((run / "bundle.checkpoints").glob("*/state.json")):  # an interrupted replay continues where it stopped
+        p["train_cmd"] += ["--resume"]
     p["eval_cmd"] = [py, "-m", "app.cli", "eval", "--bundle", str(p["bundle"]),
                      "--manifest", str(data / split / "manifest.jsonl"), "--mode", "aura",
                      "--max-new-tokens", "24", "--device", "cpu", "--quantization", "none"]

@@ -39,7 +39,7 @@ def test_experiment_config_is_complete(path):
     exp = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert exp["name"] == path.stem
     assert exp["what"] and exp["verdict"]
-    assert set(exp["trainer"]) <= {"audio", "embedding", "lora", "prompt", "distill", "train", "dataset"}, \
+    assert set(exp["trainer"]) <= {"audio", "embedding", "lora", "prompt", "pooling", "distill", "train", "dataset"}, \
         "the trainer section holds settings only; replay.py passes the paths"
     assert exp["trainer"]["train"]["max_steps"] > 0
     extra = (exp.get("data") or {}).get("extra_arithmetic")
