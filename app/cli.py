@@ -296,7 +296,14 @@ def cmd_info(args) -> int:
     print(f"LoRA        r={lora['r']} alpha={lora['alpha']} on {', '.join(lora['target_modules'])}"
           f"{' + MLP' if lora['include_mlp'] else ''}"
           f"{', layers ' + ','.join(map(str, lora['layers'])) if lora.get('layers') else ', every layer'}")
-    print(f"trainable   {info['adapter_and_embedding_parameters']:,} parameters (adapter + audio embedding)")
+    pooling = info["model"].get("pooling") or {}
+    if pooling.get("layers"):
+        print(f"pooling     token-rate: layers 1-{pooling['layers']} hear the clip, integrate-and-fire makes about one "
+              f"vector per text token (kernel {pooling.get('kernel')}), the base LLM reads them")
+    else:
+        print("pooling     none (frame-rate: the audio tokens go straight into the prompt)")
+    print(f"trainable   {info['adapter_and_embedding_parameters']:,} parameters "
+          f"(adapter + audio embedding{' + pooler' if pooling.get('layers') else ''})")
     if info.get("metrics"):
         print("metrics     " + ", ".join(f"{k}={v}" for k, v in sorted(info["metrics"].items())))
     print(f"files       {len(info['files'])} files, {info['total_bytes'] / 1e6:.1f} MB; checksums {info['checksums']}")

@@ -97,10 +97,18 @@ def test_info_shows_the_bundle(bundle, capsys):
     assert main(["info", str(bundle)]) == 0
     out = capsys.readouterr().out
     assert "qwen2, 4 layers x 64 hidden" in out and "r=16" in out and "every layer" in out
+    assert "pooling     none (frame-rate" in out
     assert main(["info", str(bundle), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["base"]["id"] == "tiny-qwen2"
     assert data["adapter_and_embedding_parameters"] > 0
+
+
+def test_info_names_the_token_rate_pooling_of_the_default_bundle(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "pooling     token-rate: layers 1-2 hear the clip" in out and "layers 1,2" in out
+    assert "(adapter + audio embedding + pooler)" in out
 
 
 def test_demo_sentences_lists_json_lines(capsys):
