@@ -118,3 +118,52 @@ def test_accelerate_launch_with_two_processes_writes_one_bundle(world, tmp_path)
     assert (ckpt / "rng-0.safetensors").is_file() and (ckpt / "rng-1.safetensors").is_file()
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
     load_bundle(out, RuntimeConfig(device="cpu"))  # a valid bundle
+
+
+PARENT = """
+import subprocess, sys, time
+err = open(sys.argv[1], "w")
+child = subprocess.Popen(sys.argv[2:], stdout=subprocess.PIPE, stderr=err, text=True)
+print(child.pid, flush=True)
+for line in child.stdout:
+    if '"stage": "train"' in line:
+        print("training", flush=True)
+        break
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (an orphan's zombie may wait a while for a reaper in a container)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux) to watch the orphan")
+def test_a_trainer_whose_app_is_killed_writes_a_checkpoint_and_exits(world, tmp_path):
+    """The desktop app starts `aura train --exit-with-parent`; SIGKILL on the app must not leave an orphan."""
+    import time
+
+    out = tmp_path / "bundle"
+    trainer = [sys.executable, "-m", "aura_model.train", "--exit-with-parent",
+               *flags(world, out, {"train.max_steps": "100000", "train.batch_size": "2", "train.eval_every": "0"})]
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path / "stderr.txt"), *trainer],
+                              stdout=subprocess.PIPE, text=True, env=env(), cwd=REPO)
+    try:
+        pid = int(parent.stdout.readline())
+        assert parent.stdout.readline().strip() == "training", (tmp_path / "stderr.txt").read_text()[-2000:]
+        parent.kill()
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 120
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(pid), "the trainer outlived the app that started it"
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    checkpoints = list(out.with_name(out.name + ".checkpoints").glob("step-*/state.json"))
+    assert len(checkpoints) == 1, (tmp_path / "stderr.txt").read_text()[-2000:]
+    assert not out.exists()  # stopped, not finished

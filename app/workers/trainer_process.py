@@ -17,6 +17,8 @@ message) or crashed (killed by a signal, or it died).
 
 A process still running when this object is deleted is killed by Qt; the window asks the user
 first and calls :meth:`TrainerProcess.shutdown`, which pauses (checkpoint) and waits, then kills.
+If the app itself is killed, the trainer (started with ``--exit-with-parent``) notices that its
+parent is gone, writes a checkpoint and exits (Linux, macOS), so the next start can offer Resume.
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ class TrainerProcess(QObject):
         plan.stop_file.unlink(missing_ok=True)
         Path(plan.run_dir).mkdir(parents=True, exist_ok=True)
         program, lead = trainer_program()
-        args = [*lead, *plan.flags(), "--progress-json", "--stop-file", str(plan.stop_file)]
+        args = [*lead, *plan.flags(), "--progress-json", "--stop-file", str(plan.stop_file), "--exit-with-parent"]
         args += ["--resume"] if resume else []
         self._reset()
         process = QProcess(self)

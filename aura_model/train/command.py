@@ -3,7 +3,7 @@
 ``add_arguments(parser)`` adds the contract flags::
 
     --teacher T --student S --data D --output DIR [--config FILE] [--max-steps N] [--resume] [--progress-json]
-    [--stop-file PATH]
+    [--stop-file PATH] [--exit-with-parent]
 
 and one ``--<section>.<field> VALUE`` flag per config field (sections audio, embedding, lora,
 prompt, distill, train, dataset), generated from the dataclasses, with the field's comment as
@@ -17,7 +17,9 @@ help. ``run(args)`` returns the exit status:
 
 ``--stop-file PATH`` stops the run as SIGTERM does (a checkpoint, then 143) once PATH exists: how
 the desktop app pauses a run where a process cannot be sent SIGTERM (Windows). A thread checks for
-the file twice a second and raises SIGTERM in this process.
+the file twice a second and raises SIGTERM in this process. ``--exit-with-parent`` does the same
+when the process that started the trainer ends (it is re-parented; POSIX), so a desktop app that
+is killed leaves a checkpoint instead of an orphan; with the reader gone, progress lines are dropped.
 
 A signal that arrives while the caches are being filled (before the first step) stops the run at
 the next clip batch with 130/143 and no checkpoint (there is no training state yet): the cache
@@ -69,6 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print progress as JSON lines on stdout (for the GUI) instead of a progress bar")
     parser.add_argument("--stop-file", dest="stop_file", default=None, metavar="PATH",
                         help="stop as SIGTERM does (checkpoint, exit 143) once PATH exists (for the GUI on Windows)")
+    parser.add_argument("--exit-with-parent", dest="exit_with_parent", action="store_true",
+                        help="stop as SIGTERM does once the process that started this one ends (for the GUI; POSIX)")
     for section, cls in SECTIONS.items():
         group = parser.add_argument_group(f"{section} settings ({cls.__name__})")
         comments = field_comments(cls)
@@ -95,21 +99,37 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _output_to_devnull() -> None:
+    """Point file descriptors 1 and 2 at the null device (what is buffered goes there too)."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in (1, 2):
+            os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
 @contextlib.contextmanager
-def stop_file_watch(path: str | None, interval_s: float = 0.5):
-    """While the block runs, SIGTERM is raised in this process once ``path`` exists (checked every ``interval_s``)."""
-    if not path:
+def stop_watch(path: str | None, parent: int | None = None, interval_s: float = 0.5):
+    """While the block runs, SIGTERM is raised in this process once ``path`` exists or once the process
+    ``parent`` (this one's parent when the block began) is no longer its parent; checked every ``interval_s``."""
+    if not path and parent is None:
         yield
         return
     done = threading.Event()
 
+    def orphaned() -> bool:
+        return parent is not None and os.getppid() != parent
+
     def watch() -> None:
         while not done.wait(interval_s):
-            if os.path.exists(path):
+            if orphaned():
+                _output_to_devnull()  # the pipes' reader died with the parent: writes would fail mid-checkpoint
+            if orphaned() or (path and os.path.exists(path)):
                 signal.raise_signal(signal.SIGTERM)  # the handler runs on the main thread, as for a real SIGTERM
                 return
 
-    thread = threading.Thread(target=watch, name="aura-stop-file", daemon=True)
+    thread = threading.Thread(target=watch, name="aura-stop-watch", daemon=True)
     thread.start()
     try:
         yield
@@ -133,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
             reporter.event("error", message=message)
         print(f"aura train: error: {message}", file=sys.stderr, flush=True)
 
-    with reporter.session(), stop_file_watch(getattr(args, "stop_file", None)):
+    parent = os.getppid() if getattr(args, "exit_with_parent", False) and os.name == "posix" else None
+    with reporter.session(), stop_watch(getattr(args, "stop_file", None), parent):
         try:
             spec = spec_from_args(args)
             result = train(spec, reporter)

@@ -83,13 +83,23 @@ class JsonReporter(Reporter):
     def __init__(self, stream: TextIO | None = None, err: TextIO | None = None):
         self.stream = stream or sys.stdout
         self.err = err or sys.stderr
+        self.reader_gone = False  # the pipe's reader (the app that started the run) is gone: drop progress
 
     def event(self, name: str, **fields: Any) -> None:
-        self.stream.write(json.dumps({"event": name, **_clean(fields)}, allow_nan=False) + "\n")
-        self.stream.flush()
+        line = json.dumps({"event": name, **_clean(fields)}, allow_nan=False) + "\n"
+        self._write(self.stream, line)
 
     def message(self, text: str) -> None:
-        print(text, file=self.err, flush=True)
+        self._write(self.err, text + "\n")
+
+    def _write(self, stream: TextIO, text: str) -> None:
+        if self.reader_gone:
+            return
+        try:
+            stream.write(text)
+            stream.flush()
+        except BrokenPipeError:  # training goes on (and writes its checkpoint) without anyone to tell
+            self.reader_gone = True
 
     @contextlib.contextmanager
     def session(self):
