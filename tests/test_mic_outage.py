@@ -120,7 +120,8 @@ for _ in range(int(sys.argv[2])):
     os.write(2, line)
 if sys.argv[3] == "for ever":  # like PortAudio's stuck thread: the flood lasts while the filter closes
     threading.Thread(target=lambda: [os.write(2, line) for _ in iter(int, 1)], daemon=True).start()
-print("python's own stderr", file=sys.stderr, flush=True)
+sys.stderr.write("python's own stderr\n")  # one write: print() writes its end separately, and the C thread may
+sys.stderr.flush()                         # land between the two (sys.stderr is unbuffered), gluing the lines
 os.write(2, b"after\n")
 quiet.close()
 print(native_stderr.flood_count(), quiet.hidden)
