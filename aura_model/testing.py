@@ -10,7 +10,8 @@ checkpoint runs on them too:
   clips, 200 padded mel frames (much cheaper than the real 1500 -> 30 s);
 * ``save_tiny_wav2vec2``: a tiny wav2vec2 teacher (the generic ``AutoModel`` path: its own feature
   extractor, ~49.9 Hz frames);
-* ``make_clip_folder``: short synthetic speech-like clips with transcripts beside them.
+* ``make_clip_folder``: short synthetic speech-like clips with transcripts beside them;
+* ``random_pooler``: a token-rate TokenPooler whose zero-initialised convolutions act.
 """
 
 from __future__ import annotations
@@ -144,3 +145,16 @@ def make_clip_folder(out_dir: str | Path, n: int, seed: int = 0, transcripts: bo
         if transcripts:
             (out_dir / f"clip_{i:03d}.txt").write_text(SAMPLE_TEXT[i % len(SAMPLE_TEXT)] + "\n")
     return out_dir
+
+
+def random_pooler(d_model: int, pooling, seed: int = 0):
+    """A TokenPooler (``pooling``: a PoolingConfig) whose zero-initialised convolutions get random weights, so
+    tests and benchmarks see them act."""
+    from .pooling import TokenPooler
+
+    g = torch.Generator().manual_seed(seed + 7)
+    pooler = TokenPooler(d_model, pooling)
+    with torch.no_grad():
+        for conv in (pooler.mix, pooler.context):
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * 0.05)
+    return pooler.eval()

@@ -10,8 +10,8 @@ downloaded): the LLMs Qwen2.5-0.5B-Instruct, Qwen2.5-1.5B-Instruct, Llama-3.2-1B
 whisper-small and whisper-large-v3-turbo. Per pair the work folder holds the base LLM, the Whisper and an AuRA
 bundle (the default LoRA: r 16 on q/k/v/o of every layer; the default AudioEmbedding at the teacher's mel bands)
 written by ``bundle.save_bundle``, and a token-rate AuRA bundle (``model.pooling.layers = K``, default a quarter of
-the LLM's layers: 6 of Qwen2.5-0.5B's 24; the LoRA on layers 1..K, as ``aura train`` puts it; a TokenPooler with
-random weights in its zero-initialised convolutions, as ``tests/helpers.random_pooler`` gives them). Untrained, the
+the LLM's layers: 6 of Qwen2.5-0.5B's 24; the LoRA on layers 1..K, as ``aura train`` puts it; a TokenPooler
+with random weights in its zero-initialised convolutions: ``aura_model.testing.random_pooler``). Untrained, the
 pooler's fire weights sit near sigmoid(-1.5), about 2.3 vectors per second of speech instead of the transcript's 3
 tokens/s: when the random pooler's count on a 5 s clip is more than 10 % off 3 tokens/s, the bias of its weight
 layer is set (bisection) so that it makes 3/s, and the report says so and shows the counts it made at every length.
@@ -306,19 +306,6 @@ def randomize_lora_b(model) -> None:
                 p.normal_(0.0, 0.01)
 
 
-def random_pooler(d_model: int, cfg, seed: int = 0):
-    """A TokenPooler whose zero-initialised convolutions get random weights (as ``tests/helpers.random_pooler``),
-    its output gain at the token embeddings' scale (as ``models.build_student`` starts it)."""
-    from aura_model.pooling import TokenPooler
-
-    g = torch.Generator().manual_seed(seed + 7)
-    pooler = TokenPooler(d_model, cfg.pooling)
-    with torch.no_grad():
-        for conv in (pooler.mix, pooler.context):
-            conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * 0.05)
-    return pooler.eval()
-
-
 def save_token_rate_bundle(paths: PairPaths, n_mels: int, device: str, k: int) -> dict:
     """The token-rate AuRA bundle (K hearing layers, LoRA on them, random pooler with its count calibrated);
     returns what the report says about its pooler."""
@@ -327,6 +314,7 @@ def save_token_rate_bundle(paths: PairPaths, n_mels: int, device: str, k: int) -
     from aura_model.config import RuntimeConfig
     from aura_model.embedding import AudioEmbedding
     from aura_model.model import AuraModel, attach_lora
+    from aura_model.testing import random_pooler
 
     torch.manual_seed(1)
     cfg = model_config(n_mels, k)
@@ -336,8 +324,8 @@ def save_token_rate_bundle(paths: PairPaths, n_mels: int, device: str, k: int) -
     d_model = token_embeddings.shape[1]
     embedding = AudioEmbedding(n_mels, d_model, cfg.embedding)
     embedding.match_scale(token_embeddings)
-    pooler = random_pooler(d_model, cfg)
-    pooler.match_scale(token_embeddings)
+    pooler = random_pooler(d_model, cfg.pooling)
+    pooler.match_scale(token_embeddings)  # its output gain at the token embeddings' scale, as training starts it
     model = AuraModel(attach_lora(llm, cfg.lora), embedding.to(device), cfg.prompt.audio_attention, None,
                       pooler.to(device), k).eval()
     randomize_lora_b(model)

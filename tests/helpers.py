@@ -13,8 +13,7 @@ from aura_model.bundle import load_llm, load_tokenizer, save_bundle
 from aura_model.config import ModelConfig, RuntimeConfig
 from aura_model.embedding import AudioEmbedding
 from aura_model.model import AuraModel, attach_lora
-from aura_model.pooling import TokenPooler
-from aura_model.testing import save_tiny_base
+from aura_model.testing import random_pooler, save_tiny_base
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-5, what: str = ""):
@@ -57,21 +56,11 @@ def build_model(base_dir: Path, cfg: ModelConfig | None = None, runtime: Runtime
     d_model = llm.get_input_embeddings().weight.shape[1]
     torch.manual_seed(seed)
     embedding = AudioEmbedding(cfg.audio.n_mels, d_model, cfg.embedding).eval()
-    pooler = random_pooler(d_model, cfg, seed) if cfg.pooling.enabled else None
+    pooler = random_pooler(d_model, cfg.pooling, seed) if cfg.pooling.enabled else None
     model = AuraModel(attach_lora(llm, cfg.lora), embedding, cfg.prompt.audio_attention, None, pooler,
                       cfg.pooling.layers).eval()
     randomize_lora(model, seed + 1)
     return model, load_tokenizer(base_dir), cfg
-
-
-def random_pooler(d_model: int, cfg: ModelConfig, seed: int) -> TokenPooler:
-    """A TokenPooler whose zero-initialised convolutions get random weights, so tests see them act."""
-    g = torch.Generator().manual_seed(seed + 7)
-    pooler = TokenPooler(d_model, cfg.pooling)
-    with torch.no_grad():
-        for conv in (pooler.mix, pooler.context):
-            conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * 0.05)
-    return pooler.eval()
 
 
 def make_bundle(tmp: Path, arch: str = "llama", include_base: bool = True, **base_kwargs) -> tuple[Path, Path]:
