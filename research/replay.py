@@ -55,6 +55,9 @@ def trainer_settings(exp: dict, steps: int | None = None) -> dict:
 
 def plan(exp: dict, work: Path, data: Path, steps: int | None = None, jobs: int = 2) -> dict:
     """Paths and commands of one replay."""
+    from aura_model.train.checkpoint import latest_checkpoint
+    from aura_model.train.config import default_checkpoint_dir
+
     py = sys.executable
     name = exp["name"] + (f"-steps{steps}" if steps else "")
     run = work / "runs" / name
@@ -77,7 +80,7 @@ def plan(exp: dict, work: Path, data: Path, steps: int | None = None, jobs: int 
                       "--train.cache_dir", str(work / "cache")]
     if extra is not None:  # the extra folder links the listed train split in as orig/, a link leading outside it
         p["train_cmd"] += ["--dataset.follow_links_outside", "true"]
-    if any((run / "bundle.checkpoints").glob("*/state.json")):  # an interrupted replay continues where it stopped
+    if latest_checkpoint(default_checkpoint_dir(p["bundle"])) is not None:  # an interrupted replay goes on
         p["train_cmd"] += ["--resume"]
     p["eval_cmd"] = [py, "-m", "app.cli", "eval", "--bundle", str(p["bundle"]),
                      "--manifest", str(data / split / "manifest.jsonl"), "--mode", "aura",

@@ -137,11 +137,14 @@ def run_trainer(teacher: Path, student: Path, data: Path, output: Path, plan: Di
 def trainer_command(teacher: Path, student: Path, data: Path, output: Path, plan: DistillPlan, extra: list[str],
                     cache: Path, carry_models: bool, threads: int) -> list[str]:
     """`aura train` for one run; it resumes when an earlier build left a checkpoint of it."""
+    from ..train.checkpoint import latest_checkpoint
+    from ..train.config import default_checkpoint_dir
+
     cmd = [sys.executable, "-m", "aura_model.train", "--teacher", str(teacher), "--student", str(student),
            "--data", str(data), "--output", str(output), "--progress-json", "--train.cache_dir", str(cache),
            "--train.bundle_base", str(carry_models).lower(), "--train.bundle_teacher", str(carry_models).lower(),
            *plan.flags(threads, teacher_width(teacher)), *extra]
-    if any(output.with_name(output.name + ".checkpoints").glob("step-*/state.json")):
+    if latest_checkpoint(default_checkpoint_dir(output)) is not None:
         cmd.append("--resume")
     return cmd
 

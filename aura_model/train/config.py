@@ -195,8 +195,13 @@ class TrainSpec:
     def checkpoint_dir(self) -> Path:
         if self.train.checkpoint_dir:
             return Path(self.train.checkpoint_dir)
-        out = Path(self.output)
-        return out.with_name(out.name + ".checkpoints")
+        return default_checkpoint_dir(self.output)
+
+
+def default_checkpoint_dir(output: str | Path) -> Path:
+    """Where a run's checkpoints go unless ``train.checkpoint_dir`` says otherwise: ``<output>.checkpoints``."""
+    out = Path(output)
+    return out.with_name(out.name + ".checkpoints")
 
 
 # ------------------------------------------------------------------ values from text (flags, YAML)
