@@ -57,14 +57,7 @@ def assemble(main: Path, models: Path, data: Path, work: Path) -> Path:
     cache = config.get("training", {}).get("config", {}).get("train", {}).get("cache_dir") or ""
     labels = [(models / "student", "demo-build/llm"), (models / "teacher", "demo-build/teacher"),
               (data, "demo-build/data"), (main, "demo-build/bundle")] + ([(Path(cache), "demo-build/cache")] if cache else [])
-    for name in (CONFIG_NAME, "README.md", "adapter_config.json"):
-        path = bundle / name
-        if path.is_file():
-            text = path.read_text(encoding="utf-8")
-            for folder, label in labels:
-                for form in dict.fromkeys((str(folder.resolve()), str(folder))):  # absolute first
-                    text = text.replace(form, label)
-            path.write_text(text, encoding="utf-8")
+    build.relabel_paths(bundle, labels)
     build._carried_models_in_fp16(bundle)
     return bundle
 

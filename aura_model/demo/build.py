@@ -360,14 +360,16 @@ def plot_report(systems: dict, families: list[str], png: Path) -> None:
     plt.close(fig)
 
 
-def _strip_build_paths(folder: Path, work: Path) -> None:
-    """Write this machine's build folder as ``demo-build`` in the shipped metadata (ids, training summary)."""
+def relabel_paths(folder: Path, labels: list[tuple[Path, str]]) -> None:
+    """Write each of this machine's folders as its label (e.g. the build folder as ``demo-build``) in a bundle's
+    metadata: ids, training summary, model card."""
     for name in ("aura_config.json", "adapter_config.json", "README.md"):
         path = folder / name
         if path.is_file():
             text = path.read_text(encoding="utf-8")
-            for prefix in dict.fromkeys((str(work.resolve()), str(work))):  # absolute first
-                text = text.replace(prefix + "/", "demo-build/").replace(prefix, "demo-build")
+            for where, label in labels:
+                for form in dict.fromkeys((str(where.resolve()), str(where))):  # absolute first
+                    text = text.replace(form, label)
             path.write_text(text, encoding="utf-8")
 
 
@@ -378,7 +380,7 @@ def ship(bundle: Path, target: Path, work: Path, log: Log) -> Path:
     staging = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(bundle, staging, ignore=shutil.ignore_patterns("train_trace.json"))
-    _strip_build_paths(staging, work)
+    relabel_paths(staging, [(work, "demo-build")])
     samples = staging / "samples"
     samples.mkdir()
     rows = read_manifest(work / "data" / "test" / "manifest.jsonl")
