@@ -297,13 +297,14 @@ def cmd_info(args) -> int:
           f"{' + MLP' if lora['include_mlp'] else ''}"
           f"{', layers ' + ','.join(map(str, lora['layers'])) if lora.get('layers') else ', every layer'}")
     pooling = info["model"].get("pooling") or {}
-    if pooling.get("layers"):
+    token_rate = bool(pooling.get("layers"))
+    if token_rate:
         print(f"pooling     token-rate: layers 1-{pooling['layers']} hear the clip, integrate-and-fire makes about one "
               f"vector per text token (kernel {pooling.get('kernel')}), the base LLM reads them")
     else:
         print("pooling     none (frame-rate: the audio tokens go straight into the prompt)")
     print(f"trainable   {info['adapter_and_embedding_parameters']:,} parameters "
-          f"(adapter + audio embedding{' + pooler' if pooling.get('layers') else ''})")
+          f"(adapter + audio embedding{' + pooler' if token_rate else ''})")
     if info.get("metrics"):
         print("metrics     " + ", ".join(f"{k}={v}" for k, v in sorted(info["metrics"].items())))
     print(f"files       {len(info['files'])} files, {info['total_bytes'] / 1e6:.1f} MB; checksums {info['checksums']}")

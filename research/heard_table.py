@@ -26,19 +26,20 @@ HEARD = ("arithmetic", "calendar")
 
 def exactly_heard(bundle: Path, manifest: Path) -> tuple[list[bool], list[str]]:
     """Per item of the manifest: does the bundle's teacher transcribe it exactly; and its family."""
-    from aura_model.assistant import Assistant
-    from aura_model.config import RuntimeConfig
+    from aura_model.audio import load_audio
+    from aura_model.bundle import read_bundle_config
+    from aura_model.config import ModelConfig
     from aura_model.evaluate import read_manifest
     from aura_model.scoring import normalize_answer
     from aura_model.transcribe import load_transcriber
 
     items = read_manifest(manifest)
-    asst = Assistant.open(bundle, runtime=RuntimeConfig(device="cpu", quantization="none"))
+    audio = ModelConfig.from_dict(read_bundle_config(bundle)["model"]).audio  # the clips as the bundle reads them
     transcribe = load_transcriber(bundle)
     heard = []
     for start in range(0, len(items), 32):
         batch = items[start:start + 32]
-        said = transcribe([asst.waveform(i.audio) for i in batch])
+        said = transcribe([load_audio(i.audio, audio) for i in batch])
         heard += [normalize_answer(t) == normalize_answer(i.text or "") for t, i in zip(said, batch)]
     return heard, [i.family or "" for i in items]
 

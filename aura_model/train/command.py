@@ -123,9 +123,10 @@ def stop_watch(path: str | None, parent: int | None = None, interval_s: float = 
 
     def watch() -> None:
         while not done.wait(interval_s):
-            if orphaned():
+            gone = orphaned()
+            if gone:
                 _output_to_devnull()  # the pipes' reader died with the parent: writes would fail mid-checkpoint
-            if orphaned() or (path and os.path.exists(path)):
+            if gone or (path and os.path.exists(path)):
                 signal.raise_signal(signal.SIGTERM)  # the handler runs on the main thread, as for a real SIGTERM
                 return
 
