@@ -11,7 +11,7 @@ own evaluation, report and shipping code: for a recipe whose runs were distilled
    (``--models``: the fp32 copies replay.py made) into it, stored in fp16 as the build ships them, with this
    machine's folders written as ``demo-build/...`` in its metadata;
 2. scores text upper bound, cascade and AuRA on the spoken test split, and AuRA for each ablation
-   (``aura_model.demo.build.evaluate_systems``), writes WORK/report.md and report.png (``write_report``);
+   (``aura_model.demo.build.evaluate_systems``), writes WORK/report.md and report.png (``demo.report.write_report``);
 3. with ``--ship``, installs the bundle, sample clips and report there (``build.ship``).
 """
 
@@ -32,7 +32,7 @@ from aura_model.bundle import (
     copy_model_files,
     read_bundle_config,
 )
-from aura_model.demo import build
+from aura_model.demo import build, report
 
 
 def parameters(folder: Path) -> int:
@@ -62,10 +62,6 @@ def assemble(main: Path, models: Path, data: Path, work: Path) -> Path:
     return bundle
 
 
-def training_seconds(bundle: Path) -> float:
-    return float(read_bundle_config(bundle).get("training", {}).get("elapsed_s") or 0.0)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--main", type=Path, required=True, help="the recipe's bundle (replay.py's runs/NAME/bundle)")
@@ -85,12 +81,11 @@ def main() -> int:
     results = build.evaluate_systems(bundle, ablations, args.data / "test" / "manifest.jsonl", print)
     params = {"LLM": parameters(args.models / "student"), "teacher ASR": parameters(args.models / "teacher"),
               "AuRA adapter + embedding (+ pooler)": bundle_info(bundle)["adapter_and_embedding_parameters"]}
-    timings = {"distil AuRA adapter": training_seconds(bundle),
-               **{f"distil AuRA, {n}": training_seconds(b) for n, b in ablations.items()
-                  if (b / CONFIG_NAME).is_file()}}
-    results.update({"timings": timings, "params": params, "quick": False,
-                    "data": build.training_data(args.data / "train" / "manifest.jsonl")})
-    build.write_report(args.work, results, results)
+    runs = {"AuRA": report.training_seconds(bundle),
+            **{f"AuRA, {n}": report.training_seconds(b) for n, b in ablations.items() if (b / CONFIG_NAME).is_file()}}
+    results.update({"runs": runs, "params": params, "quick": False,
+                    "data": report.training_data(args.data / "train" / "manifest.jsonl")})
+    report.write_report(args.work, results, results)
     (args.work / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print((args.work / "report.md").read_text())
     if args.ship:

@@ -4,13 +4,14 @@
 2. train the tokenizer and 3. the tiny LLM from scratch on the domain's text            -> work/llm
 4. train the tiny Whisper teacher from scratch on the synthetic speech                   -> work/teacher
 5. distil the AuRA adapter with the real trainer (`python -m aura_model.train`, the code
-   behind `aura train`), plus the two ablations (no layer-wise loss, no response KL)      -> work/bundle, work/ablation-*
+   behind `aura train`), plus the four ablations (ABLATIONS)                             -> work/bundle, work/ablation-*
 6. evaluate on the held-out spoken test split: text upper bound, cascade (teacher
    transcript -> LLM), AuRA (audio -> LLM) and the ablations; teacher WER               -> work/report.md, report.png
 7. (full build) ship the bundle, stored in fp16, with sample wavs and the report        -> assets/default_bundle
 
-Every stage is idempotent (its output folder is reused when it is complete), so a build that
-was interrupted continues where it stopped; ``--fresh`` starts over.
+Every stage is idempotent (its output folder is reused when it is complete) and the distillation
+runs resume from their last checkpoint, so a build that was interrupted continues where it
+stopped; ``--fresh`` starts over. The report and the wall time kept over the sittings: report.py.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..checkpoint_layout import default_checkpoint_dir, latest_checkpoint
 from ..errors import AuraError
+from .report import BuildClock, training_data, training_seconds, write_report
 
 Log = Callable[[str], None]
 
@@ -94,20 +96,6 @@ SAMPLES_PER_FAMILY = 1
 MAX_BUNDLE_MB = 40
 
 
-def _stage(log: Log, name: str, timings: dict[str, float]):
-    class _Timer:
-        def __enter__(self):
-            log(f"== {name}")
-            self.t0 = time.time()
-
-        def __exit__(self, *exc):
-            timings[name] = round(time.time() - self.t0, 1)
-            if exc[0] is None:
-                log(f"   {name}: {timings[name]:.0f} s")
-
-    return _Timer()
-
-
 def run_dirs(work: Path) -> tuple[Path, dict[str, Path]]:
     """Output folders of the AuRA run and of each ablation under ``work``."""
     return work / "bundle", {name: work / ("ablation-" + name.replace(" ", "-")) for name in ABLATIONS}
@@ -137,9 +125,6 @@ def run_trainer(teacher: Path, student: Path, data: Path, output: Path, plan: Di
 def trainer_command(teacher: Path, student: Path, data: Path, output: Path, plan: DistillPlan, extra: list[str],
                     cache: Path, carry_models: bool, threads: int) -> list[str]:
     """`aura train` for one run; it resumes when an earlier build left a checkpoint of it."""
-    from ..train.checkpoint import latest_checkpoint
-    from ..train.config import default_checkpoint_dir
-
     cmd = [sys.executable, "-m", "aura_model.train", "--teacher", str(teacher), "--student", str(student),
            "--data", str(data), "--output", str(output), "--progress-json", "--train.cache_dir", str(cache),
            "--train.bundle_base", str(carry_models).lower(), "--train.bundle_teacher", str(carry_models).lower(),
@@ -275,91 +260,6 @@ def evaluate_systems(bundle: Path, ablations: dict[str, Path], manifest: Path, l
     return {"systems": rows, "teacher_wer": wer([i.text or "" for i in items], transcripts), "n": len(items)}
 
 
-def training_data(manifest: Path) -> dict:
-    """What the adapter was distilled from: clips, distinct requests, renditions per request."""
-    from .synth import read_manifest
-
-    rows = read_manifest(manifest)
-    requests = {r["index"] for r in rows}
-    return {"train_clips": len(rows), "train_requests": len(requests),
-            "renditions": max((r.get("rendition", 0) for r in rows), default=0) + 1}
-
-
-def write_report(work: Path, results: dict, extra: dict) -> tuple[Path, Path]:
-    """report.md (tables) and report.png (accuracy per family, time to first token)."""
-    systems = results["systems"]
-    families = sorted({f for r in systems.values() for f in r.get("accuracy_by_family", {})})
-    md = work / "report.md"
-    md.write_text(report_markdown(results, extra, families))
-    png = work / "report.png"
-    plot_report(systems, families, png)
-    return md, png
-
-
-def report_markdown(results: dict, extra: dict, families: list[str]) -> str:
-    """report.md: accuracy per system and family, the headline ratios, then the build's timings and sizes."""
-    systems = results["systems"]
-    text_acc = systems["text upper bound"]["accuracy"]
-    aura, cascade = systems["AuRA"], systems["cascade (ASR -> LLM)"]
-    lines = [
-        "# Demo world: evaluation on the held-out spoken test split", "",
-        f"{results['n']} spoken requests: new compositions, spoken by voices no training split uses. "
-        "Exact match after `normalize_answer`. Time to first token runs from the end of audio "
-        "(the utterance in memory) to the first answer token, on this machine's CPU, one request at a time.", "",
-        "| system | accuracy | " + " | ".join(families) + " | median first token (ms) |",
-        "| --- | --- | " + " | ".join("---" for _ in families) + " | --- |",
-    ]
-    for name, r in systems.items():
-        fam = r.get("accuracy_by_family", {})
-        lines.append(f"| {name} | {100 * r['accuracy']:.1f}% | " + " | ".join(f"{100 * fam.get(f, 0):.0f}" for f in families)
-                     + f" | {1000 * (r['median_first_token_s'] or 0):.1f} |")
-    lines += [
-        "", f"- Teacher ASR word error rate on the spoken test split: **{100 * results['teacher_wer']:.2f}%**",
-        f"- AuRA / text upper bound: **{aura['accuracy'] / max(text_acc, 1e-9):.3f}**",
-        f"- AuRA - cascade: **{100 * (aura['accuracy'] - cascade['accuracy']):+.1f} points**",
-        f"- Median time to first token, AuRA / cascade: "
-        f"**{(aura['median_first_token_s'] or 0) / max(cascade['median_first_token_s'] or 1e-9, 1e-9):.2f}x**",
-        "", "## Build", "",
-    ]
-    if "data" in extra:
-        d = extra["data"]
-        lines += [f"Distilled from {d['train_clips']:,} training clips: {d['train_requests']:,} requests, "
-                  f"{d['renditions']} rendition(s) each.", ""]
-    lines += ["| stage | seconds |", "| --- | --- |"]
-    lines += [f"| {k} | {v:.0f} |" for k, v in extra["timings"].items()]
-    lines += ["", "| model | parameters |", "| --- | --- |"]
-    lines += [f"| {k} | {v:,} |" for k, v in extra["params"].items()]
-    return "\n".join(lines) + "\n"
-
-
-def plot_report(systems: dict, families: list[str], png: Path) -> None:
-    """report.png: accuracy per family of every system, and the median time to first token of the main three."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(systems)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 1]})
-    width = 0.8 / len(names)
-    for i, name in enumerate(names):
-        fam = systems[name].get("accuracy_by_family", {})
-        ax1.bar([j + i * width for j in range(len(families))], [100 * fam.get(f, 0) for f in families], width, label=name)
-    ax1.set_xticks([j + 0.4 - width / 2 for j in range(len(families))], [f.replace("_", "\n") for f in families])
-    ax1.set_ylabel("exact-match accuracy (%)")
-    ax1.set_ylim(0, 105)
-    ax1.legend(fontsize=8, loc="lower left")
-    ax1.set_title("Accuracy per family (held-out spoken test split)")
-    main = ["text upper bound", "cascade (ASR -> LLM)", "AuRA"]
-    ax2.bar(range(3), [1000 * (systems[n]["median_first_token_s"] or 0) for n in main], color=["C0", "C1", "C2"])
-    ax2.set_xticks(range(3), ["text", "cascade", "AuRA"])
-    ax2.set_ylabel("median ms, end of audio -> first token")
-    ax2.set_title("Latency")
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-
-
 def relabel_paths(folder: Path, labels: list[tuple[Path, str]]) -> None:
     """Write each of this machine's folders as its label (e.g. the build folder as ``demo-build``) in a bundle's
     metadata: ids, training summary, model card."""
@@ -483,24 +383,23 @@ def build(work: Path, quick: bool = False, ship_to: Path | None = None, jobs: in
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     plan = QUICK if quick else FULL
-    timings: dict[str, float] = {}
+    clock = BuildClock(work, log)
     threads = min(2, os.cpu_count() or 1)
 
-    with _stage(log, "1. synthesise speech", timings):
+    with clock.stage("1. synthesise speech", reused=all((work / "data" / s / "manifest.jsonl").is_file()
+                                                         for s in ("train", "valid", "test"))):
         manifests = synth.synthesize_all(work / "data", quick=quick, jobs=jobs)
     llm, teacher = work / "llm", work / "teacher"
     todo = [(name, folder) for name, folder, report in (("llm", llm, "llm_report.json"),
                                                         ("teacher", teacher, "asr_report.json"))
             if not (folder / report).is_file()]
-    models_stage = "2-4. tokenizer + LLM, teacher ASR" + ("" if todo else " (reused from an earlier run)")
-    with _stage(log, models_stage, timings):
+    with clock.stage("2-4. tokenizer + LLM, teacher ASR", reused=not todo):
         _train_models(todo, work / "data", quick, jobs, threads)
     bundle, ablations = run_dirs(work)
-    reused = all(_finished(d) for d in (bundle, *ablations.values()))
-    with _stage(log, "5. distil AuRA adapter" + (" (reused from an earlier run)" if reused else ""), timings):
+    with clock.stage("5. distil AuRA adapter", reused=all(_finished(d) for d in (bundle, *ablations.values()))):
         bundle, ablations, traces = distil_all(teacher, llm, work / "data" / "train", work, plan, jobs, threads, log)
     _carried_models_in_fp16(bundle)  # what ships is what is evaluated
-    with _stage(log, "6. evaluate", timings):
+    with clock.stage("6. evaluate", redone=True):
         results = evaluate_systems(bundle, ablations, manifests["test"], log)
     params = {
         "LLM": json.loads((llm / "llm_report.json").read_text()).get("params", 0),
@@ -508,14 +407,17 @@ def build(work: Path, quick: bool = False, ship_to: Path | None = None, jobs: in
     }
     from ..bundle import bundle_info
 
-    params["AuRA adapter + embedding"] = bundle_info(bundle)["adapter_and_embedding_parameters"]
-    results.update({"timings": timings, "params": params, "quick": quick, "data": training_data(manifests["train"]),
+    params["AuRA adapter + embedding (+ pooler)"] = bundle_info(bundle)["adapter_and_embedding_parameters"]
+    runs = {"AuRA": training_seconds(bundle), **{f"AuRA, {n}": training_seconds(d) for n, d in ablations.items()}}
+    results.update({"stages": clock.stages, "runs": runs, "params": params, "quick": quick,
+                    "data": training_data(manifests["train"]),
                     "losses": {k: {"first": v["losses"][0] if v["losses"] else None,
                                    "last": v["losses"][-1] if v["losses"] else None} for k, v in traces.items()}})
     write_report(work, results, results)
     (work / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     if ship_to is not None:
-        with _stage(log, "7. ship", timings):
+        with clock.stage("7. ship", redone=True):
             ship(bundle, Path(ship_to), work, log)
-    log(f"== done in {sum(timings.values()):.0f} s; report: {work / 'report.md'}")
+    log(f"== done; wall time over this build's sittings {sum(clock.seconds().values()):.0f} s; "
+        f"report: {work / 'report.md'}")
     return results
