@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aura_model.checkpoint_layout import STATE, list_checkpoints
 from aura_model.demo.build import DistillPlan, teacher_width
 from aura_model.errors import AuraError
 
@@ -272,11 +273,8 @@ def load_run(run_dir: Path) -> RunPlan | None:
 
 
 def checkpoint_steps(plan: RunPlan) -> list[int]:
-    """Steps of the run's complete checkpoints (``step-<8 digits>/state.json``, see aura_model/train/checkpoint.py)."""
-    folder = plan.checkpoint_dir
-    if not folder.is_dir():
-        return []
-    return sorted(int(p.parent.name[5:]) for p in folder.glob("step-*/state.json") if p.parent.name[5:].isdigit())
+    """Steps of the run's complete checkpoints, oldest first."""
+    return [step for step, _ in list_checkpoints(plan.checkpoint_dir)]
 
 
 def unfinished_run(library: Path) -> tuple[RunPlan, int] | None:
@@ -286,13 +284,14 @@ def unfinished_run(library: Path) -> tuple[RunPlan, int] | None:
     found = []
     for record in runs.glob("*/run.json") if runs.is_dir() else []:
         plan = load_run(record.parent)
-        steps = checkpoint_steps(plan) if plan is not None else []
-        if plan is None or not steps:
+        checkpoints = list_checkpoints(plan.checkpoint_dir) if plan is not None else []
+        if not checkpoints:
             continue
-        newest = (plan.checkpoint_dir / f"step-{steps[-1]:08d}" / "state.json").stat().st_mtime
+        step, folder = checkpoints[-1]
+        newest = (folder / STATE).stat().st_mtime
         bundle = Path(plan.output) / "aura_config.json"
         if not bundle.is_file() or bundle.stat().st_mtime < newest:
-            found.append((newest, plan, steps[-1]))
+            found.append((newest, plan, step))
     if not found:
         return None
     _, plan, step = max(found, key=lambda f: f[0])

@@ -55,8 +55,7 @@ def trainer_settings(exp: dict, steps: int | None = None) -> dict:
 
 def plan(exp: dict, work: Path, data: Path, steps: int | None = None, jobs: int = 2) -> dict:
     """Paths and commands of one replay."""
-    from aura_model.train.checkpoint import latest_checkpoint
-    from aura_model.train.config import default_checkpoint_dir
+    from aura_model.checkpoint_layout import default_checkpoint_dir, latest_checkpoint
 
     py = sys.executable
     name = exp["name"] + (f"-steps{steps}" if steps else "")

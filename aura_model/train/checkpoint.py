@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -29,36 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checkpoint_layout import STATE, TMP_PREFIX, latest_checkpoint, list_checkpoints, step_name  # noqa: F401 (re-exported)
 from ..errors import AuraError
 
-PREFIX = "step-"
-TMP_PREFIX = ".tmp-step-"
-STATE = "state.json"
 TRAINABLE = "trainable.safetensors"
 FORMAT = 1
-_STEP_RE = re.compile(r"^step-(\d+)$")
-
-
-def step_name(step: int) -> str:
-    return f"{PREFIX}{step:08d}"
-
-
-def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints (those with a state.json), oldest first."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    out = []
-    for p in root.iterdir():
-        m = _STEP_RE.match(p.name)
-        if m and p.is_dir() and (p / STATE).is_file():
-            out.append((int(m.group(1)), p))
-    return sorted(out)
-
-
-def latest_checkpoint(root: str | Path) -> Path | None:
-    found = list_checkpoints(root)
-    return found[-1][1] if found else None
 
 
 def remove_temp(root: str | Path) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 from ..config import (MODEL_SECTIONS, AudioConfig, ConfigBase, EmbeddingConfig, LoraSettings, ModelConfig,
                       PoolingConfig, PromptConfig, check)
 from ..distill import DistillConfig
+from ..checkpoint_layout import default_checkpoint_dir
 from ..errors import AuraError
 
 SCHEDULERS = ("constant", "linear", "cosine")
@@ -196,12 +197,6 @@ class TrainSpec:
         if self.train.checkpoint_dir:
             return Path(self.train.checkpoint_dir)
         return default_checkpoint_dir(self.output)
-
-
-def default_checkpoint_dir(output: str | Path) -> Path:
-    """Where a run's checkpoints go unless ``train.checkpoint_dir`` says otherwise: ``<output>.checkpoints``."""
-    out = Path(output)
-    return out.with_name(out.name + ".checkpoints")
 
 
 # ------------------------------------------------------------------ values from text (flags, YAML)
