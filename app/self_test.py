@@ -25,7 +25,8 @@ from pathlib import Path
 
 from app.assets import console_attached, default_bundle, ensure_std_streams, is_frozen
 
-# "tell me the capital of iran" -> "tehran": the shipped model answers it right (samples 1, 2 and 3 it does not).
+# "tell me the capital of iran" -> "tehran": the shipped model answers it right (of the six samples the token-rate
+# bundle misses only sample_3; check with `aura eval` on samples.jsonl when the bundle is rebuilt).
 SELF_TEST_CLIP = "sample_5.wav"
 NETWORK_EVENTS = frozenset({"socket.connect", "socket.getaddrinfo", "socket.gethostbyname",
                             "socket.gethostbyname_ex", "socket.gethostbyaddr", "socket.sendto"})
