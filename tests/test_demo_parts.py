@@ -568,3 +568,32 @@ def test_the_ablations_switch_off_what_they_name(tmp_path):
     assert (no_text.distill.w_tokens, no_text.distill.w_read, no_text.distill.w_count) == (0, 0, 1)
     assert spec(ABLATIONS["no layer-wise loss"]).distill.w_layer == 0
     assert spec(ABLATIONS["no response KL"]).distill.w_kl == 0
+
+
+@pytest.mark.parametrize("status, said", [(130, "Ctrl-C"), (143, "SIGTERM"), (1, None)])
+def test_a_stopped_run_tells_how_to_go_on(tmp_path, monkeypatch, status, said):
+    """Ctrl-C during the build stops each trainer at a checkpoint: the build says to run it again (another failure
+    keeps its exit status)."""
+    from aura_model.demo import build
+    from aura_model.errors import AuraError
+
+    class Stopped:
+        def __init__(self, cmd, **kwargs):
+            self.stdout, self.returncode = iter(['{"event": "progress", "stage": "prepare"}\n']), status
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(build.subprocess, "Popen", Stopped)
+    with pytest.raises(AuraError) as caught:
+        build.run_trainer(tmp_path / "t", tmp_path / "s", tmp_path / "d", tmp_path / "out", build.QUICK, [],
+                          lambda line: None, tmp_path / "cache")
+    message = str(caught.value)
+    if said:
+        assert said in message and "run the same `aura demo build` command again" in message
+    else:
+        assert message.endswith("exited with status 1")
+    assert not (tmp_path / "out" / "train_trace.json").exists()

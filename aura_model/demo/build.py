@@ -93,6 +93,7 @@ ABLATIONS = {  # each an AuRA run with these flags after the plan's
     "no response KL": ["--distill.w_kl", "0"],
 }
 SAMPLES_PER_FAMILY = 1
+STOPPED_STATUS = {130: "Ctrl-C", 143: "SIGTERM"}  # aura train's exit status after a signal (train/runtime.py)
 MAX_BUNDLE_MB = 40
 
 
@@ -159,6 +160,9 @@ def _run_trainer(teacher, student, data, output, plan, extra, log, cache, carry_
                 finished = ev
             elif ev.get("event") == "error":
                 raise AuraError(f"aura train ({name}) failed: {ev.get('message')}")
+    if proc.returncode in STOPPED_STATUS:
+        raise AuraError(f"aura train ({name}) was stopped ({STOPPED_STATUS[proc.returncode]}) and wrote a checkpoint; "
+                        "run the same `aura demo build` command again to continue where it stopped")
     if proc.returncode != 0 or not finished:
         raise AuraError(f"aura train ({name}) exited with status {proc.returncode}")
     trace = {"losses": losses, "metrics": finished.get("metrics", {}), "samples_per_s": finished.get("samples_per_s")}
