@@ -1,5 +1,6 @@
-"""Where a training run's checkpoints are and which are complete: the folder layout alone, standard library only,
-so the app can offer Resume without loading the trainer (the checkpoints' contents: aura_model/train/checkpoint.py).
+"""How a training run stops and where it resumes: the checkpoint folder layout and the exit status of a run stopped
+by a signal, standard library only, so the app and the demo build can read them without loading the trainer (the
+checkpoints' contents: aura_model/train/checkpoint.py).
 
 One checkpoint is ``<checkpoint_dir>/step-00000120/``; it is complete once its ``state.json`` is written (last).
 """
@@ -13,6 +14,8 @@ PREFIX = "step-"
 TMP_PREFIX = ".tmp-step-"
 STATE = "state.json"
 _STEP_RE = re.compile(r"^step-(\d+)$")
+SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}  # `aura train` stopped by a signal wrote a checkpoint, then exits so
+#                                                (128 + signal number, the shell's convention)
 
 
 def step_name(step: int) -> str:

@@ -34,11 +34,11 @@ from typing import Any
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
 
 from app.train_presets import RunPlan
+from aura_model.checkpoint_layout import SIGNAL_EXIT
 from aura_model.errors import AuraError
 
 log = logging.getLogger(__name__)
 
-SIGNAL_EXITS = (130, 143)  # stopped by SIGINT / SIGTERM after a checkpoint (aura_model/train/command.py)
 FAILED = 1
 STDERR_TAIL = 40  # lines kept for the message of a failed run
 PAUSE_WAIT_MS = 120_000  # how long shutdown() waits for the checkpoint before it kills the trainer
@@ -255,7 +255,7 @@ class TrainerProcess(QObject):
         if code == 0:
             output = (self._finished or {}).get("output") or (self.plan.output if self.plan else None)
             return TrainerExit("finished", 0, "finished", step, output)
-        if code in SIGNAL_EXITS:
+        if code in SIGNAL_EXIT.values():  # stopped by SIGINT / SIGTERM after a checkpoint
             outcome = "paused" if self._requested == "pause" else "stopped"
             where = f"checkpoint at step {step}" if step is not None else \
                 "before the first step, so there is no checkpoint yet (the caches filled so far are kept)"

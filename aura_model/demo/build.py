@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..checkpoint_layout import default_checkpoint_dir, latest_checkpoint
+from ..checkpoint_layout import SIGNAL_EXIT, default_checkpoint_dir, latest_checkpoint
 from ..errors import AuraError
 from .report import BuildClock, training_data, training_seconds, write_report
 
@@ -93,7 +93,7 @@ ABLATIONS = {  # each an AuRA run with these flags after the plan's
     "no response KL": ["--distill.w_kl", "0"],
 }
 SAMPLES_PER_FAMILY = 1
-STOPPED_STATUS = {130: "Ctrl-C", 143: "SIGTERM"}  # aura train's exit status after a signal (train/runtime.py)
+STOPPED_STATUS = {status: {"SIGINT": "Ctrl-C"}.get(name, name) for name, status in SIGNAL_EXIT.items()}
 MAX_BUNDLE_MB = 40
 
 
@@ -380,7 +380,7 @@ def _train_models(todo: list[tuple[str, Path]], data: Path, quick: bool, jobs: i
 def build(work: Path, quick: bool = False, ship_to: Path | None = None, jobs: int = 2, fresh: bool = False,
           log: Log = print) -> dict:
     """Run the recipe; returns the evaluation results (also written to work/results.json)."""
-    from . import synth
+    from . import domain, synth
 
     work = Path(work)
     if fresh and work.exists():
@@ -391,7 +391,7 @@ def build(work: Path, quick: bool = False, ship_to: Path | None = None, jobs: in
     threads = min(2, os.cpu_count() or 1)
 
     with clock.stage("1. synthesise speech", reused=all((work / "data" / s / "manifest.jsonl").is_file()
-                                                         for s in ("train", "valid", "test"))):
+                                                         for s in domain.SPLITS)):
         manifests = synth.synthesize_all(work / "data", quick=quick, jobs=jobs)
     llm, teacher = work / "llm", work / "teacher"
     todo = [(name, folder) for name, folder, report in (("llm", llm, "llm_report.json"),

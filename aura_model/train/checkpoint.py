@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint_layout import STATE, TMP_PREFIX, latest_checkpoint, list_checkpoints, step_name  # noqa: F401 (re-exported)
+from ..checkpoint_layout import STATE, TMP_PREFIX, list_checkpoints, step_name
 from ..errors import AuraError
 
 TRAINABLE = "trainable.safetensors"

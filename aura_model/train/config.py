@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint_layout import default_checkpoint_dir
 from ..config import (MODEL_SECTIONS, AudioConfig, ConfigBase, EmbeddingConfig, LoraSettings, ModelConfig,
                       PoolingConfig, PromptConfig, check)
 from ..distill import DistillConfig
-from ..checkpoint_layout import default_checkpoint_dir
 from ..errors import AuraError
 
 SCHEDULERS = ("constant", "linear", "cosine")

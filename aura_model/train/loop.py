@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from ..bundle import save_bundle
+from ..checkpoint_layout import SIGNAL_EXIT
 from ..config import GenerationSettings
 from ..errors import AuraError
 from ..distill import total_loss
@@ -45,7 +46,7 @@ from .prepare import Data, Ranks, StopRequested, base_fingerprint, fill_response
 from .progress import Reporter, TqdmReporter
 from .reporting import model_card, report_progress, step_record, throughput, training_summary
 from .resume import TrainState, load_checkpoint, resume_point, save_checkpoint
-from .runtime import (SIGNAL_EXIT, LoopClock, StepPlan, StopFlag, Stopwatch, agreed_stop, default_cache_dir,
+from .runtime import (LoopClock, StepPlan, StopFlag, Stopwatch, agreed_stop, default_cache_dir,
                       make_accelerator, make_optimizer, make_scheduler, reduce_named, reset_accelerate,
                       stop_signals, torch_settings)
 from .teacher import Teacher, model_fingerprint

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..checkpoint_layout import latest_checkpoint, step_name
 from ..errors import AuraError
 from . import checkpoint as ckpt
 from .output import describe
@@ -49,7 +50,7 @@ def resume_point(spec: TrainSpec, acc, rep: Reporter) -> Path | None:
                 rep.message(f"removed {removed} checkpoint(s) of an earlier run in {root} (not --resume)")
         acc.wait_for_everyone()
         return None
-    latest = ckpt.latest_checkpoint(root)
+    latest = latest_checkpoint(root)
     if latest is None:
         raise AuraError(f"--resume: no checkpoint in {str(root)!r} to resume from")
     saved = ckpt.read_state(latest)
@@ -82,7 +83,7 @@ def save_checkpoint(spec: TrainSpec, state: TrainState, layer_map: list[tuple[in
     acc.wait_for_everyone()
     ckpt.save_rng(tmp, acc.process_index)
     acc.wait_for_everyone()
-    path = root / ckpt.step_name(state.step)
+    path = root / step_name(state.step)
     if acc.is_main_process:
         scaler = acc.scaler.state_dict() if acc.scaler is not None else None
         saved = dict(dataclasses.asdict(state), spec=spec.to_dict(), num_processes=acc.num_processes,
@@ -93,7 +94,7 @@ def save_checkpoint(spec: TrainSpec, state: TrainState, layer_map: list[tuple[in
             path = ckpt.commit(tmp, root, state.step, spec.train.keep_checkpoints)
         except OSError as exc:  # a full disk: no half checkpoint left, the previous one stays the one to resume
             shutil.rmtree(tmp, ignore_errors=True)
-            previous = ckpt.latest_checkpoint(root)
+            previous = latest_checkpoint(root)
             kept = f"{previous} is intact: free space and continue with --resume" if previous else "no earlier one"
             raise AuraError(f"could not write checkpoint {path}: {describe(exc, root)}; {kept}") from exc
     acc.wait_for_everyone()

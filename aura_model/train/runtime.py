@@ -2,7 +2,7 @@
 
 Interrupts: SIGINT/SIGTERM set a ``StopFlag``; the loop asks ``agreed_stop`` at every optimizer
 step boundary (all processes stop at the same step), writes a checkpoint and returns; ``aura
-train`` then exits with ``SIGNAL_EXIT`` (130 / 143). A second SIGINT stops at once
+train`` then exits with ``checkpoint_layout.SIGNAL_EXIT`` (130 / 143). A second SIGINT stops at once
 (KeyboardInterrupt).
 """
 
@@ -22,8 +22,6 @@ import torch
 
 from ..errors import AuraError
 from .batching import batches_per_epoch
-
-SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}  # 128 + signal number, the shell's convention
 
 
 # ------------------------------------------------------------------ process-wide settings
