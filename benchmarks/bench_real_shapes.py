@@ -41,6 +41,8 @@ transcript has 3 text tokens per second of speech (6, 15, 30, 60 tokens).
 * **peak memory** of each run, in its process: RSS high-water mark (VmHWM, reset before each run through
   ``/proc/self/clear_refs``) on the CPU, ``torch.cuda.max_memory_allocated`` on CUDA; the table shows the first
   round's (lengths ascending). The weights are memory-mapped, so they count once a run has read them.
+  After loading, each process's anonymous memory (RssAnon) too: the RSS less those mapped file pages, which the
+  kernel can drop, so the same bundle's RSS swings by ~1 GB with the page cache while RssAnon holds steadier.
 * **decode**: tokens/s of 16 greedy steps after the 5 s AuRA prompt: adapter off (the base LLM), on (unmerged,
   as bundles load), merged into the weights (unquantized only: a 4/8-bit weight cannot take a merge).
 * **where AuRA's prefill goes** (first quantization only): the 5 s prefill as shipped and with one cost taken
@@ -543,6 +545,23 @@ def peak_bytes(device: torch.device) -> int:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
+def anon_bytes(device: torch.device) -> int | None:
+    """The process's anonymous memory now (RssAnon), on the CPU: its RSS less the file pages of the memory-mapped
+    weights, which the kernel may drop and read again, so the steadier figure (the same bundle's RSS swings by
+    ~1 GB with the page cache). None on CUDA or where /proc has no RssAnon."""
+    if device.type == "cuda":
+        return None
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"RssAnon:\s+(\d+) kB", status).group(1)) * 1024
+    except (OSError, AttributeError):
+        return None
+
+
+# the memory rows that are not speech lengths
+MEMORY_EXTRAS = ("load_peak", "load_anon", "reset")
+
+
 class Station:
     """One system loaded in its own process, answering commands: AuRA (LLM + LoRA + embedding; also the decode
     speeds), token-rate AuRA (+ the pooler) or the cascade (the plain LLM + Whisper; also the typed request's text
@@ -553,7 +572,7 @@ class Station:
         self.whisper = open_whisper(paths, self.assistant.loaded.resolved) if system == "cascade" else None
         self.device = self.assistant.model.device
         self.requests: dict[float, Request] = {}
-        self.ready = {"load_peak": peak_bytes(self.device)}
+        self.ready = {"load_peak": peak_bytes(self.device), "load_anon": anon_bytes(self.device)}
 
     def request(self, seconds: float) -> Request:
         if seconds not in self.requests:
@@ -691,7 +710,8 @@ def measure_quant(args, pair: str, pair_dir: Path, quant: str) -> dict:
         decode = stations["aura"].call(f"decode {target:g} {args.reps}")
         profile = stations["aura"].call(f"profile {target:g} {args.reps}") if quant == args.quant[0] else None
         return {"runs": runs, "decode": decode, "profile": profile, "errors": errors,
-                "load_peak": {k: st.ready["load_peak"] for k, st in stations.items()}}
+                "load_peak": {k: st.ready["load_peak"] for k, st in stations.items()},
+                "load_anon": {k: st.ready.get("load_anon") for k, st in stations.items()}}
     finally:
         for station in stations.values():
             station.close()
@@ -1040,6 +1060,9 @@ def add_quant_results(result: dict, quant: str, measured: dict) -> None:
     for system, message in measured.get("errors", {}).items():
         result.setdefault("errors", {})[f"{quant} {system}"] = message
     result["memory"][quant]["load_peak"] = measured["load_peak"]
+    anon = {k: v for k, v in measured.get("load_anon", {}).items() if v is not None}
+    if anon:
+        result["memory"][quant]["load_anon"] = anon
     result["memory"][quant]["reset"] = all(x["peak_reset"] for r in runs.values() for v in r.values() for x in v)
     if measured.get("profile"):
         result.setdefault("profile", {})[quant] = measured["profile"]
@@ -1197,7 +1220,7 @@ def print_memory(pair: dict) -> None:
           f"{'rate/cascade':>14}")
     for quant, rows in pair["memory"].items():
         for s, row in rows.items():
-            if s in ("load_peak", "reset"):
+            if s in MEMORY_EXTRAS:
                 continue
             rate, rate_ratio = ((f"{row['token_rate'] / GIB:>11.2f}", f"{row['token_rate_ratio']:>13.2f}x")
                                 if "token_rate" in row else (f"{'-':>11}", ""))
@@ -1208,6 +1231,11 @@ def print_memory(pair: dict) -> None:
         rate = f", token-rate {load['token_rate'] / GIB:.2f}" if "token_rate" in load else ""
         print(f"  {quant} high-water mark after loading, before the first request: AuRA {load['aura'] / GIB:.2f}"
               f"{rate}, cascade {load['cascade'] / GIB:.2f}{note}")
+        if rows.get("load_anon"):
+            anon = rows["load_anon"]
+            print(f"  {quant} anonymous memory after loading (RssAnon: without the mapped weight files' pages): "
+                  + ", ".join(f"{name} {anon[key] / GIB:.2f}" for key, name in
+                              (("aura", "AuRA"), ("token_rate", "token-rate"), ("cascade", "cascade")) if key in anon))
 
 
 def print_decode(pair: dict) -> None:
@@ -1315,7 +1343,7 @@ def plot(report: dict, path: Path) -> None:
                 ax1.annotate(f"{ft[s]['token_rate_over_cascade']:.2f}x / {ft[s]['token_rate_over_text']:.2f}x",
                              (x, ft[s]["token_rate"]["total"]), textcoords="offset points", xytext=(0, -12), fontsize=7,
                              ha="center", color="C1")
-        mx = [s for s in mem if s not in ("load_peak", "reset")]
+        mx = [s for s in mem if s not in MEMORY_EXTRAS]
         for system in ("aura", "token_rate", "cascade"):
             label, style = styles[system]
             if mx and all(system in mem[s] for s in mx):

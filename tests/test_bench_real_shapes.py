@@ -110,6 +110,9 @@ def test_toy_run_measures_everything(bench, tmp_path, capsys):
         assert abs(pair["token_rate"]["tokens_per_s"] - bench.TEXT_TOKENS_PER_S) < 0.05
     assert {"hearing (pass 1)", "pooler", "prefill (pass 2)"} <= set(rate)
     assert pair["memory"]["none"]["2"]["token_rate"] > 0 and "token_rate" in pair["memory"]["none"]["load_peak"]
+    anon = pair["memory"]["none"]["load_anon"]  # the steadier CPU figure: below the RSS, not counting mapped files
+    assert set(anon) == {"aura", "token_rate", "cascade"}
+    assert all(0 < anon[k] <= pair["memory"]["none"]["load_peak"][k] for k in anon)
     assert {"base", "LoRA unmerged", "merged"} <= set(pair["decode"]["none"])
     assert "as shipped" in pair["profile"]["none"]["median_s"]
     assert len(pair["training"]["steps"]) == 1 and "backward" in pair["training"]["steps"][0]
@@ -126,6 +129,7 @@ def test_toy_run_measures_everything(bench, tmp_path, capsys):
     assert bench.main(["--from-json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "README rows" in printed and "token-rate AuRA: pass 1" in printed
+    assert "anonymous memory after loading" in printed
     assert "AuRA token-rate vs. text" in printed.split("README rows")[1]
 
 
