@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aura_model.demo import domain, synth  # noqa: E402
+from aura_model.demo import domain, synth, voices  # noqa: E402
 
 
 def left_out(arithmetic: int) -> list:
@@ -54,7 +54,7 @@ def left_out(arithmetic: int) -> list:
 def plan(c, i: int, cfg: synth.SynthConfig) -> dict:
     """The clip recipe of extra request ``i``: a training voice, rate, pitch, pads, level and noise."""
     return dict(text=c.text, answer=c.answer, family=c.family, split="train", index=i, rendition=0,
-                **domain.voice_params(domain.VOICES["train"], "extra", i),
+                **voices.voice_params(voices.VOICES["train"], "extra", i),
                 **synth.clip_params(np.random.default_rng(synth._seed("extra", i)), synth._seed("noise-extra", i), cfg))
 
 

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from aura_model.demo import asr, domain, lm, synth
+from aura_model.demo import asr, domain, lm, synth, voices
 from aura_model.errors import AuraError
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
@@ -47,7 +47,7 @@ def test_item_plan_is_deterministic_and_in_range():
     assert plans == [synth.item_plan("test", i, cfg) for i in range(40)]
     assert all(cfg.snr_db[0] <= p["snr_db"] <= cfg.snr_db[1] for p in plans)
     assert {p["noise"] for p in plans} == {"white", "pink"}
-    assert all(p["voice"] in domain.VOICES["test"] for p in plans)
+    assert all(p["voice"] in voices.VOICES["test"] for p in plans)
     assert synth.item_plan("test", 3, cfg, noise=False)["noise"] == "none"
 
 
@@ -110,7 +110,7 @@ def test_synthesis_writes_16k_mono_clips_and_consistent_listings(spoken):
         assert 0.2 < np.abs(x).max() <= 1.0
         assert np.abs(x[:400]).max() > 0, "noise is added everywhere, pauses included"
         _check_word_times(r, m, x, synth.item_plan("train", r["index"], ONCE))
-    assert r["voice"] in domain.VOICES["train"]
+    assert r["voice"] in voices.VOICES["train"]
 
 
 def _check_word_times(row: dict, meta: dict, x: np.ndarray, plan: dict) -> None:

@@ -11,19 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from aura_model.demo import domain
+from aura_model.demo import domain, voices
 from aura_model.demo.domain import (
     CAPITALS,
     SPLITS,
-    VOICES,
-    check_splits,
     family_names,
     items,
     number_to_words,
     sentences,
-    synthesis_params,
 )
-
+from aura_model.demo.split_check import check_splits
+from aura_model.demo.voices import VOICES, synthesis_params
 from aura_model.scoring import normalize_answer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -347,7 +345,7 @@ def test_espeak_synthesises_test_items_with_their_params(tmp_path):
     for index, row in enumerate(sentences("test")[:3]):
         params = synthesis_params("test", index)
         wav = tmp_path / f"{index}.wav"
-        cmd = domain.espeak_command(row["text"], str(wav), executable=ESPEAK, **params)
+        cmd = voices.espeak_command(row["text"], str(wav), executable=ESPEAK, **params)
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
         assert proc.returncode == 0, proc.stderr
         data = wav.read_bytes()

@@ -12,12 +12,11 @@ Public API
     The request families, in a fixed order.
 ``number_to_words(n)``
     How numbers are spoken (0..9999).
-``normalize_answer(s)``
-    The normalisation used for exact-match scoring (from :mod:`aura_model.scoring`).
-``VOICES`` and ``synthesis_params(split, index)``
-    The espeak-ng voices of each split and the voice/rate/pitch of one item.
-``check_splits()``
-    Verifies the split properties below and returns the counts.
+``check_split_name(split)``, ``stable_hash(*parts)``
+    The split names' check and the hash every deterministic choice draws from.
+
+The voices that speak each split are in :mod:`aura_model.demo.voices`; the check that the
+listing keeps the rules below is :func:`aura_model.demo.split_check.check_splits`.
 
 Rules of the listing
 --------------------
@@ -44,8 +43,6 @@ import re
 from functools import lru_cache
 from typing import Callable, Iterator, NamedTuple
 
-from ..scoring import normalize_answer
-
 SPLITS = ("train", "valid", "test")
 
 # Percent of composition keys held out for each split (the rest is train).
@@ -62,7 +59,7 @@ _CAPS = {
 }
 
 
-def _h(*parts: object) -> int:
+def stable_hash(*parts: object) -> int:
     """A stable 64-bit hash of ``parts`` (unlike ``hash()``, identical in every process)."""
     data = "\x1f".join(str(p) for p in parts).encode("utf-8")
     return int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
@@ -124,7 +121,7 @@ class _Cand(NamedTuple):
 
 
 def _hashed_split(family: str, key: tuple) -> str:
-    bucket = _h("split", family, *key) % 100
+    bucket = stable_hash("split", family, *key) % 100
     if bucket < _HOLDOUT["test"]:
         return "test"
     if bucket < _HOLDOUT["test"] + _HOLDOUT["valid"]:
@@ -284,7 +281,7 @@ def _capital() -> Iterator[_Cand]:
         # Per country: the first template in hash order is held out for test, the
         # second for valid; the other seven teach the fact in train. Both reverse
         # templates are never held out together, so train also speaks the capital's name.
-        order = sorted(range(len(_CAPITAL_TEMPLATES)), key=lambda t: _h("capital", country, t))
+        order = sorted(range(len(_CAPITAL_TEMPLATES)), key=lambda t: stable_hash("capital", country, t))
         if not _CAPITAL_TEMPLATES[order[0]][1] and not _CAPITAL_TEMPLATES[order[1]][1]:
             order[1], order[2] = order[2], order[1]
         for rank, t in enumerate(order):
@@ -385,7 +382,7 @@ def _take_balanced(cands: list[_Cand], cap: int, split: str) -> list[_Cand]:
     groups: dict[str, list[_Cand]] = {}
     for c in cands:
         groups.setdefault(c.group, []).append(c)
-    ranked = [sorted(groups[g], key=lambda c: _h("pick", split, c.text)) for g in sorted(groups)]
+    ranked = [sorted(groups[g], key=lambda c: stable_hash("pick", split, c.text)) for g in sorted(groups)]
     taken: list[_Cand] = []
     i = 0
     while len(taken) < cap and any(i < len(r) for r in ranked):
@@ -402,18 +399,18 @@ def _split_items(split: str) -> tuple[_Cand, ...]:
     for family in _FAMILIES:
         pool = [c for c in _candidates() if c.family == family and c.split == split]
         chosen += _take_balanced(pool, _CAPS[split][family], split)
-    chosen.sort(key=lambda c: (_h("order", split, c.text), c.text))
+    chosen.sort(key=lambda c: (stable_hash("order", split, c.text), c.text))
     return tuple(chosen)
 
 
-def _check_split_name(split: str) -> None:
+def check_split_name(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
 
 
 def items(split: str) -> list[dict]:
     """Like :func:`sentences`, plus the internal ``key`` (composition) and ``template``."""
-    _check_split_name(split)
+    check_split_name(split)
     return [{"text": c.text, "answer": c.answer, "family": c.family, "key": c.key,
              "template": c.template} for c in _split_items(split)]
 
@@ -424,150 +421,5 @@ def sentences(split: str) -> list[dict]:
     ``split`` is ``"train"``, ``"valid"`` or ``"test"``; anything else raises
     ``ValueError``. The same call returns the same list, in the same order, everywhere.
     """
-    _check_split_name(split)
+    check_split_name(split)
     return [{"text": c.text, "answer": c.answer, "family": c.family} for c in _split_items(split)]
-
-
-# --------------------------------------------------------------------------- voices
-
-# espeak-ng voice = accent + "+" + variant. Each listed one was checked to synthesise
-# with espeak-ng 1.51 and to sound different from its plain accent. ("en-gb" silently
-# ignores variants, so British English is "en".) Test voices appear in no other split:
-# test has an accent no other split has (en-us-nyc) and variants no other split has
-# (m5, m7, f5); valid likewise (accent en-gb-x-gbcwmd, variants m6, f4).
-_TRAIN_ACCENTS = ("en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-029")
-_TRAIN_VARIANTS = ("", "m1", "m2", "m3", "m4", "f1", "f2", "f3", "klatt")
-
-
-def _voice(accent: str, variant: str) -> str:
-    return f"{accent}+{variant}" if variant else accent
-
-
-VOICES: dict[str, list[str]] = {
-    "train": [_voice(a, v) for a in _TRAIN_ACCENTS for v in _TRAIN_VARIANTS],
-    "valid": [_voice(a, v) for a in ("en-us", "en", "en-gb-x-gbcwmd") for v in ("m6", "f4")],
-    "test": [_voice(a, v) for a in ("en-us", "en", "en-gb-scotland", "en-us-nyc")
-             for v in ("m5", "m7", "f5")],
-}
-RATE_WPM = (130, 200)  # inclusive range of espeak-ng -s
-PITCH = (30, 70)       # inclusive range of espeak-ng -p
-
-
-def synthesis_params(split: str, index: int, rendition: int = 0) -> dict:
-    """Voice, rate (words per minute) and pitch for item ``index`` of ``split``.
-
-    Deterministic per (split, index, rendition); the voice comes from ``VOICES[split]``.
-    Rendition 0 is the item's first recording; a later rendition is the same request spoken
-    again with its own voice, rate and pitch drawn from the same split's ranges.
-    """
-    _check_split_name(split)
-    for name, value in (("index", index), ("rendition", rendition)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    key = (split, index) if rendition == 0 else (split, index, rendition)
-    return voice_params(VOICES[split], *key)
-
-
-def voice_params(voices: list[str], *key: object) -> dict:
-    """Voice (one of ``voices``), rate and pitch drawn deterministically from ``key``."""
-    return {
-        "voice": voices[_h("voice", *key) % len(voices)],
-        "rate_wpm": RATE_WPM[0] + _h("rate", *key) % (RATE_WPM[1] - RATE_WPM[0] + 1),
-        "pitch": PITCH[0] + _h("pitch", *key) % (PITCH[1] - PITCH[0] + 1),
-    }
-
-
-def espeak_command(text: str, wav_path: str, voice: str, rate_wpm: int, pitch: int,
-                   executable: str = "espeak-ng") -> list[str]:
-    """The espeak-ng argv that writes ``text`` to ``wav_path`` with these parameters."""
-    return [executable, "-v", voice, "-s", str(rate_wpm), "-p", str(pitch), "-w", wav_path, text]
-
-
-# --------------------------------------------------------------------------- checks
-
-_TEXT_RE = re.compile(r"[a-z]+( [a-z]+)*")
-_COUNT_RANGES = {"train": (3000, 10**6), "valid": (200, 400), "test": (300, 600)}
-
-
-def check_splits() -> dict[str, dict[str, int]]:
-    """Verify the listing's promises; return ``{split: {family: count, "total": n}}``.
-
-    Raises ``ValueError`` listing every violated property: text alphabet, duplicate
-    texts within or across splits, a family missing from a split, split sizes, a
-    valid/test composition that occurs in train (or in both valid and test), a
-    valid/test word never spoken in train, a capital fact or template missing from train.
-    """
-    by_split = {s: items(s) for s in SPLITS}
-    problems = _listing_problems(by_split) + _leak_problems(by_split) + _coverage_problems(by_split)
-    if problems:
-        raise ValueError("demo domain split check failed:\n" + "\n".join(problems))
-    counts: dict[str, dict[str, int]] = {}
-    for split, rows in by_split.items():
-        counts[split] = {f: sum(r["family"] == f for r in rows) for f in _FAMILIES}
-        counts[split]["total"] = len(rows)
-    return counts
-
-
-def _listing_problems(by_split: dict[str, list[dict]]) -> list[str]:
-    """Texts that are not lowercase words or repeat, empty answers, split sizes out of range, missing families."""
-    problems: list[str] = []
-    seen: dict[str, str] = {}
-    for split, rows in by_split.items():
-        for row in rows:
-            if not _TEXT_RE.fullmatch(row["text"]):
-                problems.append(f"{split}: text not lowercase words: {row['text']!r}")
-            if row["text"] in seen:
-                problems.append(f"duplicate text in {seen[row['text']]} and {split}: {row['text']!r}")
-            seen[row["text"]] = split
-            if not row["answer"] or normalize_answer(row["answer"]) == "":
-                problems.append(f"{split}: empty answer for {row['text']!r}")
-        lo, hi = _COUNT_RANGES[split]
-        if not lo <= len(rows) <= hi:
-            problems.append(f"{split}: {len(rows)} sentences, expected {lo}..{hi}")
-        missing = set(_FAMILIES) - {r["family"] for r in rows}
-        if missing:
-            problems.append(f"{split}: families missing: {sorted(missing)}")
-    return problems
-
-
-def _leak_problems(by_split: dict[str, list[dict]]) -> list[str]:
-    """Valid/test compositions that occur in train, or in both valid and test."""
-    def keys(split: str) -> set:
-        return {(r["family"], r["key"]) for r in by_split[split]}
-
-    problems = []
-    train_keys = keys("train")
-    for split in ("valid", "test"):
-        leaked = keys(split) & train_keys
-        if leaked:
-            problems.append(f"{split}: {len(leaked)} compositions also in train, e.g. {sorted(leaked)[:3]}")
-    both = keys("valid") & keys("test")
-    if both:
-        problems.append(f"{len(both)} compositions in both valid and test, e.g. {sorted(both)[:3]}")
-    return problems
-
-
-def _coverage_problems(by_split: dict[str, list[dict]]) -> list[str]:
-    """Valid/test words, templates and capital facts that train never has, and capital facts missing from train."""
-    problems = []
-    train_words = {w for r in by_split["train"] for w in r["text"].split()}
-    train_templates = {r["template"] for r in by_split["train"]}
-    train_facts = {_capital_fact(r) for r in by_split["train"] if r["family"] == "capital"}
-    for split in ("valid", "test"):
-        for r in by_split[split]:
-            unseen = set(r["text"].split()) - train_words
-            if unseen:
-                problems.append(f"{split}: words never in train {sorted(unseen)} in {r['text']!r}")
-            if r["template"] not in train_templates:
-                problems.append(f"{split}: template {r['template']} never in train")
-            if r["family"] == "capital" and _capital_fact(r) not in train_facts:
-                problems.append(f"{split}: capital fact {_capital_fact(r)} never in train")
-    for country, capital in CAPITALS.items():
-        if (country, capital) not in train_facts:
-            problems.append(f"train: capital fact {(country, capital)} missing")
-    return problems
-
-
-def _capital_fact(row: dict) -> tuple[str, str]:
-    country = row["key"][0]
-    return country, CAPITALS[country]

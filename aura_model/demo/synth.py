@@ -4,7 +4,7 @@ Step 1 of the demo recipe. For each item of ``domain.sentences(split)``, and for
 renditions (``SynthConfig.renditions``: the train split speaks every request several times, each
 time with another voice, rate, pitch, level and noise; valid and test speak it once):
 
-    espeak-ng (22.05 kHz int16, voice/rate/pitch from ``domain.synthesis_params``)
+    espeak-ng (22.05 kHz int16, voice/rate/pitch from ``voices.synthesis_params``)
       -> mono float, resampled to 16 kHz with soxr  (audio.prepare_waveform)
       -> leading/trailing silence trimmed, a short random pause put back on each side
       -> random gain, then white or pink noise at a random SNR (15-35 dB)
@@ -48,7 +48,7 @@ import soundfile as sf
 from ..audio import prepare_waveform
 from ..config import AudioConfig
 from ..errors import AuraError
-from . import domain
+from . import domain, voices
 
 
 @dataclass
@@ -138,7 +138,7 @@ def item_plan(split: str, index: int, cfg: SynthConfig | None = None, noise: boo
     cfg = cfg or SynthConfig()
     row = domain.sentences(split)[index]
     key = (split, index) if rendition == 0 else (split, index, rendition)  # rendition 0: the original seeds
-    plan = dict(domain.synthesis_params(split, index, rendition))
+    plan = dict(voices.synthesis_params(split, index, rendition))
     plan.update(text=row["text"], answer=row["answer"], family=row["family"], index=index, rendition=rendition,
                 split=split)
     plan.update(clip_params(np.random.default_rng(_seed("synth", *key)), _seed("noise", *key), cfg, noise))
@@ -201,7 +201,7 @@ def _synthesize_one(plan: dict, wav_path: Path, tmp_dir: Path, cfg: SynthConfig,
     with tempfile.NamedTemporaryFile(suffix=".wav", dir=tmp_dir, delete=False) as raw:
         raw_path = Path(raw.name)
     try:
-        cmd = domain.espeak_command(plan["text"], str(raw_path), plan["voice"], plan["rate_wpm"],
+        cmd = voices.espeak_command(plan["text"], str(raw_path), plan["voice"], plan["rate_wpm"],
                                     plan["pitch"], executable=exe)
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         if done.returncode != 0 or raw_path.stat().st_size == 0:
