@@ -34,7 +34,8 @@ import torch
 
 from aura_model.assistant import Assistant
 from aura_model.demo import domain
-from aura_model.demo.lm import content_bounds
+from aura_model.demo.llm_data import content_bounds
+
 
 def spoken_operands(text: str) -> list[int]:
     """The two operands of an arithmetic request in the order spoken ("subtract three from nine" -> [3, 9])."""

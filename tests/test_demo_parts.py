@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from aura_model.demo import asr, domain, lm, synth, voices
+from aura_model.demo import asr, domain, llm_data, lm, synth, voices
 from aura_model.errors import AuraError
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
@@ -189,8 +189,8 @@ def test_history_turns_are_the_chat_template_of_the_whole_conversation():
     tok = lm.train_domain_tokenizer(lm.domain_texts(), 1024)
     pairs = [("what is six times seven", "42"), ("turn off the kitchen fan", "ok, the kitchen fan is off"),
              ("capital of france", "paris")]
-    examples = [lm.encode_example(tok, q, a) for q, a in pairs]
-    ids, labels = lm.with_history(examples, examples[2], [0, 1], tok.encode("\n", add_special_tokens=False)[0])
+    examples = [llm_data.encode_example(tok, q, a) for q, a in pairs]
+    ids, labels = llm_data.with_history(examples, examples[2], [0, 1], tok.encode("\n", add_special_tokens=False)[0])
     messages = [m for q, a in pairs for m in ({"role": "user", "content": q}, {"role": "assistant", "content": a})]
     whole = tok.apply_chat_template(messages, tokenize=True, return_dict=False)
     assert ids == whole[: len(ids)] and tok.decode(whole[len(ids):]).strip() == ""
@@ -200,20 +200,20 @@ def test_history_turns_are_the_chat_template_of_the_whole_conversation():
 
 def test_score_history_also_scores_the_earlier_answers():
     tok = lm.train_domain_tokenizer(lm.domain_texts(), 1024)
-    examples = [lm.encode_example(tok, q, a) for q, a in (("what is six times seven", "42"), ("capital of france", "paris"))]
-    _, labels = lm.with_history(examples, examples[1], [0], tok.encode("\n", add_special_tokens=False)[0],
+    examples = [llm_data.encode_example(tok, q, a) for q, a in (("what is six times seven", "42"), ("capital of france", "paris"))]
+    _, labels = llm_data.with_history(examples, examples[1], [0], tok.encode("\n", add_special_tokens=False)[0],
                                 score_history=True)
     assert tok.decode([t for t in labels if t != -100]) == "42<|im_end|>paris<|im_end|>"
 
 
 def test_stretched_request_repeats_the_request_tokens_and_keeps_the_answer():
     tok = lm.train_domain_tokenizer(lm.domain_texts(), 1024)
-    x, y = lm.encode_example(tok, "what is six times seven", "42")
-    bounds = lm.content_bounds(tok)
+    x, y = llm_data.encode_example(tok, "what is six times seven", "42")
+    bounds = llm_data.content_bounds(tok)
     request = tok.encode("what is six times seven", add_special_tokens=False)
     assert x[bounds[0]: bounds[0] + len(request)] == request and len(x) == len(y)
     gen = torch.Generator().manual_seed(0)
-    sx, sy = lm.stretch_request((x, y), bounds, tok.pad_token_id, 3, 0.5, gen)
+    sx, sy = llm_data.stretch_request((x, y), bounds, tok.pad_token_id, 3, 0.5, gen)
     assert len(sx) == len(sy) and sx[: bounds[0]] == x[: bounds[0]]
     assert [t for t in sy if t != -100] == [t for t in y if t != -100]  # the same answer is scored
     prompt_len = next(i for i, v in enumerate(sy) if v != -100)
@@ -221,13 +221,13 @@ def test_stretched_request_repeats_the_request_tokens_and_keeps_the_answer():
     collapsed = [t for i, t in enumerate(content) if t != tok.pad_token_id and (i == 0 or t != content[i - 1])]
     assert collapsed == request and len(content) > len(request)  # CTC-style: collapse repeats, drop blanks
     assert sx[prompt_len - bounds[1]:] == x[bounds[0] + len(request):]  # the template and answer after it unchanged
-    dropped, _ = lm.stretch_request((x, y), bounds, tok.pad_token_id, 1, 0.0, torch.Generator().manual_seed(0),
+    dropped, _ = llm_data.stretch_request((x, y), bounds, tok.pad_token_id, 1, 0.0, torch.Generator().manual_seed(0),
                                     drop_rate=0.99)
     assert len(dropped) < len(x)
     # blank_max > 1: runs of 1..blank_max blanks after tokens, 0..blank_max before the first, the tokens once each
     runs: set[int] = set()
     for seed in range(20):
-        bx, by = lm.stretch_request((x, y), bounds, tok.pad_token_id, 1, 1.0, torch.Generator().manual_seed(seed),
+        bx, by = llm_data.stretch_request((x, y), bounds, tok.pad_token_id, 1, 1.0, torch.Generator().manual_seed(seed),
                                     blank_max=4)
         content = bx[bounds[0]: len(bx) - (len(x) - bounds[0] - len(request))]
         assert [t for t in content if t != tok.pad_token_id] == request
@@ -285,7 +285,7 @@ def test_domain_tokenizer_keeps_digits_single_and_words_whole():
 
 
 def test_knowledge_corpus_is_facts_not_requests():
-    pairs = lm.knowledge_corpus()
+    pairs = llm_data.knowledge_corpus()
     queries = [q for q, _ in pairs]
     assert len(set(queries)) == len(queries) > 4000
     requests = {r["text"] for s in domain.SPLITS for r in domain.sentences(s)}
@@ -298,8 +298,8 @@ def test_knowledge_corpus_is_facts_not_requests():
 
 def test_train_requests_hold_no_valid_or_test_composition():
     held_out = {r["text"] for s in ("valid", "test") for r in domain.sentences(s)}
-    listing = lm.train_requests("listing")
-    pool = lm.train_requests("compositions")
+    listing = llm_data.train_requests("listing")
+    pool = llm_data.train_requests("compositions")
     assert listing == domain.sentences("train")
     assert pool[: len(listing)] == listing and len(pool) > 3 * len(listing)
     assert not held_out & {r["text"] for r in pool}
