@@ -148,7 +148,7 @@ def plot_report(systems: dict, families: list[str], png: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(systems)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 1]})
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5.0), gridspec_kw={"width_ratios": [3, 1]})
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         fam = systems[name].get("accuracy_by_family", {})
@@ -156,7 +156,7 @@ def plot_report(systems: dict, families: list[str], png: Path) -> None:
     ax1.set_xticks([j + 0.4 - width / 2 for j in range(len(families))], [f.replace("_", "\n") for f in families])
     ax1.set_ylabel("exact-match accuracy (%)")
     ax1.set_ylim(0, 105)
-    ax1.legend(fontsize=8, loc="lower left")
+    ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=4)  # below: never over a bar
     ax1.set_title("Accuracy per family (held-out spoken test split)")
     main = ["text upper bound", "cascade (ASR -> LLM)", "AuRA"]
     ax2.bar(range(3), [1000 * (systems[n]["median_first_token_s"] or 0) for n in main], color=["C0", "C1", "C2"])
