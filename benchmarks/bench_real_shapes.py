@@ -533,29 +533,31 @@ def reset_peak(device: torch.device) -> bool:
         return False
 
 
+def proc_status_bytes(field: str) -> int | None:
+    """A ``kB`` field of /proc/self/status (VmHWM, RssAnon, ...) in bytes; None where /proc has no such field."""
+    try:
+        match = re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text())
+    except OSError:
+        return None
+    return int(match.group(1)) * 1024 if match else None
+
+
 def peak_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
-    try:
-        status = Path("/proc/self/status").read_text()
-        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024
-    except (OSError, AttributeError):
+    peak = proc_status_bytes("VmHWM")
+    if peak is None:
         import resource
 
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+        peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    return peak
 
 
 def anon_bytes(device: torch.device) -> int | None:
     """The process's anonymous memory now (RssAnon), on the CPU: its RSS less the file pages of the memory-mapped
     weights, which the kernel may drop and read again, so the steadier figure (the same bundle's RSS swings by
     ~1 GB with the page cache). None on CUDA or where /proc has no RssAnon."""
-    if device.type == "cuda":
-        return None
-    try:
-        status = Path("/proc/self/status").read_text()
-        return int(re.search(r"RssAnon:\s+(\d+) kB", status).group(1)) * 1024
-    except (OSError, AttributeError):
-        return None
+    return None if device.type == "cuda" else proc_status_bytes("RssAnon")
 
 
 # the memory rows that are not speech lengths
@@ -711,7 +713,7 @@ def measure_quant(args, pair: str, pair_dir: Path, quant: str) -> dict:
         profile = stations["aura"].call(f"profile {target:g} {args.reps}") if quant == args.quant[0] else None
         return {"runs": runs, "decode": decode, "profile": profile, "errors": errors,
                 "load_peak": {k: st.ready["load_peak"] for k, st in stations.items()},
-                "load_anon": {k: st.ready.get("load_anon") for k, st in stations.items()}}
+                "load_anon": {k: st.ready["load_anon"] for k, st in stations.items()}}
     finally:
         for station in stations.values():
             station.close()
