@@ -200,9 +200,10 @@ def test_history_turns_are_the_chat_template_of_the_whole_conversation():
 
 def test_score_history_also_scores_the_earlier_answers():
     tok = lm.train_domain_tokenizer(lm.domain_texts(), 1024)
-    examples = [llm_data.encode_example(tok, q, a) for q, a in (("what is six times seven", "42"), ("capital of france", "paris"))]
+    examples = [llm_data.encode_example(tok, q, a)
+                for q, a in (("what is six times seven", "42"), ("capital of france", "paris"))]
     _, labels = llm_data.with_history(examples, examples[1], [0], tok.encode("\n", add_special_tokens=False)[0],
-                                score_history=True)
+                                      score_history=True)
     assert tok.decode([t for t in labels if t != -100]) == "42<|im_end|>paris<|im_end|>"
 
 
@@ -222,13 +223,13 @@ def test_stretched_request_repeats_the_request_tokens_and_keeps_the_answer():
     assert collapsed == request and len(content) > len(request)  # CTC-style: collapse repeats, drop blanks
     assert sx[prompt_len - bounds[1]:] == x[bounds[0] + len(request):]  # the template and answer after it unchanged
     dropped, _ = llm_data.stretch_request((x, y), bounds, tok.pad_token_id, 1, 0.0, torch.Generator().manual_seed(0),
-                                    drop_rate=0.99)
+                                          drop_rate=0.99)
     assert len(dropped) < len(x)
     # blank_max > 1: runs of 1..blank_max blanks after tokens, 0..blank_max before the first, the tokens once each
     runs: set[int] = set()
     for seed in range(20):
-        bx, by = llm_data.stretch_request((x, y), bounds, tok.pad_token_id, 1, 1.0, torch.Generator().manual_seed(seed),
-                                    blank_max=4)
+        bx, by = llm_data.stretch_request((x, y), bounds, tok.pad_token_id, 1, 1.0,
+                                          torch.Generator().manual_seed(seed), blank_max=4)
         content = bx[bounds[0]: len(bx) - (len(x) - bounds[0] - len(request))]
         assert [t for t in content if t != tok.pad_token_id] == request
         assert [t for t in by if t != -100] == [t for t in y if t != -100]
