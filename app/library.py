@@ -237,12 +237,7 @@ def _write_zip(tmp: Path, bundle: Path, files: list[Path]) -> None:
 # ---------------------------------------------------------------------- import: validate, place
 def check_bundle_usable(bundle: Path) -> dict[str, Any]:
     """What loading would check, with a clear message when the base model is not on this machine."""
-    from aura_model.bundle import (
-        bundle_base_ref,
-        load_llm_config,
-        read_bundle_config,
-        validate_bundle,
-    )
+    from aura_model.bundle import bundle_base_ref, load_llm_config, read_bundle_config, validate_bundle
 
     meta = read_bundle_config(bundle)
     base_ref = bundle_base_ref(bundle, meta)
